@@ -1,0 +1,71 @@
+"""The blocking client: the seed's session on a plain socket, a thread per session."""
+
+from __future__ import annotations
+
+from ..config import ClientConfig
+from ..errors import Timeout, TrioEchoError
+from ..os_errors import from_os_error
+from ..session import ClientSession, Report, SessionResult, silent
+from .runtime import Runtime, SocketRuntime
+
+
+def run_session(
+    config: ClientConfig,
+    *,
+    runtime: Runtime | None = None,
+    report: Report = silent,
+    index: int = 0,
+) -> SessionResult:
+    """Connect, exchange every message of *config*, close; never raises a TrioEchoError."""
+    runtime = runtime if runtime is not None else SocketRuntime()
+    session = ClientSession(config, report)
+    started = runtime.monotonic()
+    error: TrioEchoError | None = None
+    try:
+        _converse(config, runtime, session)
+    except TrioEchoError as exc:
+        error = exc
+    return SessionResult(index, tuple(session.exchanges), error, runtime.monotonic() - started)
+
+
+def run_client(
+    config: ClientConfig,
+    *,
+    runtime: Runtime | None = None,
+    report: Report = silent,
+) -> list[SessionResult]:
+    """Run ``config.connections`` sessions at once, a thread each; results in session order."""
+    runtime = runtime if runtime is not None else SocketRuntime()
+    if config.connections == 1:
+        return [run_session(config, runtime=runtime, report=report)]
+    results: list[SessionResult | None] = [None] * config.connections
+
+    def one(index: int) -> None:
+        results[index] = run_session(config, runtime=runtime, index=index)
+
+    workers = [
+        runtime.start_thread(lambda index=index: one(index), f"trio-echo client {index}")  # type: ignore[misc]
+        for index in range(config.connections)
+    ]
+    for worker in workers:
+        worker.join()
+    return [result for result in results if result is not None]
+
+
+def _converse(config: ClientConfig, runtime: Runtime, session: ClientSession) -> None:
+    where = f"{config.host}:{config.port}"
+    try:
+        stream = runtime.connect(config.host, config.port, config.timeout)
+    except TimeoutError:
+        raise Timeout(f"connect to {where}: no answer within {config.timeout:g} s") from None
+    try:
+        while (outgoing := session.next_outgoing()) is not None:
+            stream.sendall(outgoing, config.timeout)
+            while not session.receive(stream.recv(config.receive_size, config.timeout)):
+                pass
+    except TimeoutError:
+        raise Timeout(f"no reply from {where} within {config.timeout:g} s") from None
+    except OSError as exc:
+        raise from_os_error(exc, f"talking to {where}") from None
+    finally:
+        stream.close()

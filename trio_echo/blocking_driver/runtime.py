@@ -1,0 +1,267 @@
+"""Everything the blocking driver needs from the outside world, in one object.
+
+The blocking server and client touch sockets, threads and time only through
+a :class:`Runtime`. :class:`SocketRuntime` is the real one (``socket``,
+``threading``, ``time``); ``trio_echo.testing`` provides one whose every wait
+happens inside Trio, so the same blocking code runs in virtual time.
+
+Timeouts surface as the builtin :class:`TimeoutError`; every other failure of
+the network as :class:`OSError` or a named ``NetworkError``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import selectors
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from ..address import UNKNOWN, Address
+from ..os_errors import from_os_error
+
+
+class ListenerClosed(Exception):
+    """``accept()`` was interrupted because the listener was closed."""
+
+
+class Stream(Protocol):
+    """One connected TCP stream, used by one thread at a time."""
+
+    def recv(self, size: int, timeout: float | None) -> bytes:
+        """Up to *size* bytes; ``b""`` at end of input; TimeoutError after *timeout* seconds."""
+        ...
+
+    def sendall(self, data: bytes, timeout: float | None) -> None:
+        """Send every byte; TimeoutError when the peer takes nothing for *timeout* seconds."""
+        ...
+
+    def abort(self) -> None:
+        """Wake any thread blocked on this stream; may be called from another thread."""
+        ...
+
+    def close(self) -> None:
+        """Release the stream."""
+        ...
+
+
+class Listener(Protocol):
+    """A listening socket whose ``accept`` another thread can interrupt."""
+
+    address: Address
+
+    def accept(self) -> tuple[Stream, Address]:
+        """Wait for a client; raise :class:`ListenerClosed` once closed."""
+        ...
+
+    def close(self) -> None:
+        """Stop listening and wake a thread blocked in :meth:`accept`."""
+        ...
+
+
+class Semaphore(Protocol):
+    """Counts free slots; ``acquire`` blocks while there are none."""
+
+    def acquire(self) -> object: ...
+
+    def release(self) -> object: ...
+
+
+class Worker(Protocol):
+    """A started thread of control."""
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for it to finish; True if it did within *timeout*."""
+        ...
+
+
+class Runtime(Protocol):
+    """Sockets, threads and time for the blocking driver."""
+
+    def listen(self, host: str, port: int, *, backlog: int) -> list[Listener]: ...
+
+    def connect(self, host: str, port: int, timeout: float | None) -> Stream: ...
+
+    def start_thread(self, target: Callable[[], None], name: str) -> Worker: ...
+
+    def semaphore(self, slots: int) -> Semaphore: ...
+
+    def monotonic(self) -> float: ...
+
+    def sleep(self, seconds: float) -> None: ...
+
+
+_TIMED_OUT = {errno.EAGAIN, errno.EWOULDBLOCK}
+
+
+class SocketStream:
+    """A blocking socket whose timeouts are kernel socket options.
+
+    ``SO_RCVTIMEO``/``SO_SNDTIMEO`` keep each read and write at one system
+    call, where ``socket.settimeout`` would add a ``poll`` before each.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._sock = sock
+        self._timeouts: dict[int, float | None] = {}
+
+    def recv(self, size: int, timeout: float | None) -> bytes:
+        self._set_timeout(socket.SO_RCVTIMEO, timeout)
+        try:
+            return self._sock.recv(size)
+        except BlockingIOError as exc:
+            raise TimeoutError("receive timed out") from exc
+
+    def sendall(self, data: bytes, timeout: float | None) -> None:
+        self._set_timeout(socket.SO_SNDTIMEO, timeout)
+        try:
+            self._sock.sendall(data)
+        except BlockingIOError as exc:
+            raise TimeoutError("send timed out") from exc
+        except OSError as exc:
+            if exc.errno in _TIMED_OUT:
+                raise TimeoutError("send timed out") from exc
+            raise
+
+    def abort(self) -> None:
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def _set_timeout(self, option: int, timeout: float | None) -> None:
+        if self._timeouts.get(option, None) == timeout and option in self._timeouts:
+            return
+        seconds = 0.0 if timeout is None else timeout
+        whole = int(seconds)
+        micros = int((seconds - whole) * 1_000_000)
+        if timeout is not None and whole == 0 and micros == 0:
+            micros = 1
+        self._sock.setsockopt(socket.SOL_SOCKET, option, struct.pack("ll", whole, micros))
+        self._timeouts[option] = timeout
+
+
+class SocketListener:
+    """A listening socket plus a wake-up pipe, so ``close`` can interrupt ``accept``."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        sock.setblocking(False)
+        self._sock = sock
+        self.address = Address.from_sockaddr(sock.getsockname())
+        self._wake_read, self._wake_write = socket.socketpair()
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(sock, selectors.EVENT_READ)
+        self._selector.register(self._wake_read, selectors.EVENT_READ)
+        self._closed = False
+
+    def accept(self) -> tuple[Stream, Address]:
+        while True:
+            if self._closed:
+                raise ListenerClosed()
+            try:
+                conn, peer = self._sock.accept()
+            except BlockingIOError:
+                self._selector.select()
+                continue
+            conn.setblocking(True)
+            return SocketStream(conn), _peer(peer)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._sock.close()
+        self._wake_write.send(b"\0")
+
+    def release(self) -> None:
+        """Free the wake-up pipe once no thread can be in :meth:`accept`."""
+        self._selector.close()
+        self._wake_read.close()
+        self._wake_write.close()
+
+
+def _peer(sockaddr: object) -> Address:
+    try:
+        return Address.from_sockaddr(sockaddr)
+    except (TypeError, ValueError):
+        return UNKNOWN
+
+
+class SocketRuntime:
+    """The real world: ``socket``, ``threading`` and ``time``."""
+
+    def listen(self, host: str, port: int, *, backlog: int) -> list[Listener]:
+        where = Address(host, port)
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        except OSError as exc:
+            raise from_os_error(exc, f"listen on {where}") from None
+        listeners: list[Listener] = []
+        try:
+            for family, kind, proto, _name, sockaddr in _unique(infos):
+                sock = socket.socket(family, kind, proto)
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    if family == socket.AF_INET6:
+                        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                    sock.bind(sockaddr)
+                    sock.listen(backlog)
+                except OSError:
+                    sock.close()
+                    raise
+                listeners.append(SocketListener(sock))
+                if port == 0:
+                    break
+        except OSError as exc:
+            for listener in listeners:
+                listener.close()
+            raise from_os_error(exc, f"listen on {where}") from None
+        return listeners
+
+    def connect(self, host: str, port: int, timeout: float | None) -> Stream:
+        try:
+            sock = socket.create_connection((host, port), timeout=timeout)
+        except OSError as exc:
+            raise from_os_error(exc, f"connect to {Address(host, port)}") from None
+        sock.settimeout(None)
+        return SocketStream(sock)
+
+    def start_thread(self, target: Callable[[], None], name: str) -> Worker:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        return _ThreadWorker(thread)
+
+    def semaphore(self, slots: int) -> Semaphore:
+        return threading.Semaphore(slots)
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+class _ThreadWorker:
+    def __init__(self, thread: threading.Thread) -> None:
+        self._thread = thread
+
+    def join(self, timeout: float | None = None) -> bool:
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+
+def _unique(infos: list[tuple]) -> list[tuple]:  # type: ignore[type-arg]
+    seen: set[object] = set()
+    unique = []
+    for info in infos:
+        key = (info[0], info[4])
+        if key not in seen:
+            seen.add(key)
+            unique.append(info)
+    return unique

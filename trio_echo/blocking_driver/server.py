@@ -1,0 +1,172 @@
+"""The blocking server: a thread per client, on plain sockets and the same codec.
+
+It is the seed's synchronous server made to serve many clients the classic
+way, so it can be compared with the Trio driver: same configuration, same
+codec, same events, same limits.
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import logging
+import threading
+
+from ..address import Address
+from ..codec import ServerCodec, server_codec
+from ..config import ServerConfig
+from ..connection_log import ConnectionRecord, EventSink, LoggingSink, ServerStats
+from ..errors import NetworkError
+from ..os_errors import describe_os_error
+from .runtime import Listener, ListenerClosed, Runtime, SocketRuntime, Stream, Worker
+
+logger = logging.getLogger("trio_echo.server")
+
+_OUT_OF_RESOURCES = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
+ACCEPT_RETRY_SECONDS = 0.1
+
+
+class BlockingServer:
+    """Serves one protocol with one accepting thread per listener and one thread per client."""
+
+    def __init__(
+        self,
+        config: ServerConfig,
+        *,
+        runtime: Runtime | None = None,
+        sink: EventSink | None = None,
+    ) -> None:
+        self.config = config
+        self.runtime: Runtime = runtime if runtime is not None else SocketRuntime()
+        self.sink: EventSink = sink if sink is not None else LoggingSink()
+        self.stats = ServerStats()
+        self.addresses: tuple[Address, ...] = ()
+        self._listeners: list[Listener] = []
+        self._acceptors: list[Worker] = []
+        self._slots = self.runtime.semaphore(config.max_connections)
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self._connections: dict[int, tuple[Stream, Worker | None]] = {}
+        self._stopping = False
+
+    def start(self) -> tuple[Address, ...]:
+        """Listen and start accepting in the background; return the bound addresses."""
+        self._listeners = self.runtime.listen(
+            self.config.host, self.config.port, backlog=self.config.backlog
+        )
+        self.addresses = tuple(listener.address for listener in self._listeners)
+        self._acceptors = [
+            self.runtime.start_thread(
+                lambda listener=listener: self._accept_loop(listener),  # type: ignore[misc]
+                f"trio-echo accept {listener.address}",
+            )
+            for listener in self._listeners
+        ]
+        return self.addresses
+
+    def wait(self) -> None:
+        """Block until the server stops accepting and every connection has ended."""
+        for acceptor in self._acceptors:
+            acceptor.join()
+        for worker in self._workers():
+            worker.join()
+
+    def serve(self) -> None:
+        """Start, then serve until shut down (or until the one client left, with ``once``)."""
+        self.start()
+        self.wait()
+
+    def shutdown(self, grace: float | None = None) -> None:
+        """Stop accepting now; abort connections still open after *grace* seconds."""
+        grace = self.config.grace if grace is None else grace
+        self._stop_accepting()
+        deadline = self.runtime.monotonic() + grace
+        for worker in self._workers():
+            worker.join(max(0.0, deadline - self.runtime.monotonic()))
+        with self._lock:
+            streams = [stream for stream, _worker in self._connections.values()]
+        for stream in streams:
+            stream.abort()
+        self.wait()
+
+    def _stop_accepting(self) -> None:
+        with self._lock:
+            self._stopping = True
+        for listener in self._listeners:
+            listener.close()
+
+    def _workers(self) -> list[Worker]:
+        with self._lock:
+            return [worker for _stream, worker in self._connections.values() if worker]
+
+    def _accept_loop(self, listener: Listener) -> None:
+        while True:
+            self._slots.acquire()
+            try:
+                stream, peer = self._accept(listener)
+            except ListenerClosed:
+                self._slots.release()
+                return
+            if self.config.once:
+                self._stop_accepting()
+            self._start_connection(stream, peer)
+
+    def _accept(self, listener: Listener) -> tuple[Stream, Address]:
+        while True:
+            try:
+                return listener.accept()
+            except OSError as exc:
+                if exc.errno not in _OUT_OF_RESOURCES:
+                    raise
+                logger.error("accept failed: %s; retrying", describe_os_error(exc))
+                self.runtime.sleep(ACCEPT_RETRY_SECONDS)
+
+    def _start_connection(self, stream: Stream, peer: Address) -> None:
+        connection = next(self._ids)
+        with self._lock:
+            self._connections[connection] = (stream, None)
+        worker = self.runtime.start_thread(
+            lambda: self._serve(connection, stream, peer), f"trio-echo {peer}"
+        )
+        with self._lock:
+            if connection in self._connections:
+                self._connections[connection] = (stream, worker)
+
+    def _serve(self, connection: int, stream: Stream, peer: Address) -> None:
+        try:
+            record = ConnectionRecord(
+                connection, peer, sink=self.sink, clock=self.runtime.monotonic, stats=self.stats
+            )
+            codec = server_codec(self.config.protocol, max_line=self.config.max_line)
+            try:
+                record.close(self._converse(stream, codec, record))
+            except Exception as exc:
+                if self._stopping and isinstance(exc, OSError):
+                    record.close("server shut down")
+                else:
+                    record.fail_with(exc)
+            finally:
+                stream.close()
+        finally:
+            with self._lock:
+                del self._connections[connection]
+            self._slots.release()
+
+    def _converse(self, stream: Stream, codec: ServerCodec, record: ConnectionRecord) -> str:
+        """Run the conversation to its end; return why it ended."""
+        config = self.config
+        data = b""
+        while not codec.finished:
+            try:
+                data = stream.recv(config.receive_size, config.idle_timeout)
+            except TimeoutError:
+                return f"idle for {config.idle_timeout:g} s"
+            events = codec.receive_data(data) if data else codec.receive_eof()
+            outgoing = record.handle(events, len(data))
+            if outgoing:
+                try:
+                    stream.sendall(outgoing, config.send_timeout)
+                except TimeoutError:
+                    raise NetworkError(f"peer took no data for {config.send_timeout:g} s") from None
+                record.sent(len(outgoing))
+        return "closed by peer" if not data else "conversation complete"

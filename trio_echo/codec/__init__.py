@@ -1,0 +1,58 @@
+"""The sans-IO codec: the single source of protocol truth.
+
+It knows nothing of sockets, Trio or time: a driver feeds it the bytes it
+read (:meth:`~ServerCodec.receive_data`), tells it when the peer closed
+(:meth:`~ServerCodec.receive_eof`) and carries out the events it returns.
+Both drivers, the CLI and the testing helpers speak through it.
+"""
+
+from __future__ import annotations
+
+from ..config import Protocol
+from .base import ClientCodec, ServerCodec
+from .echo import EchoClient, EchoServer
+from .events import ClientEvent, Close, Discarded, Received, ReplyReceived, Send, ServerEvent
+from .greeting import SERVER_GREETING, GreetingClient, GreetingServer
+from .reply import MAX_PIECE, ReplyClient, ReplyMatcher, ReplyServer, reply_for
+
+__all__ = [
+    "MAX_PIECE",
+    "SERVER_GREETING",
+    "ClientCodec",
+    "ClientEvent",
+    "Close",
+    "Discarded",
+    "EchoClient",
+    "EchoServer",
+    "GreetingClient",
+    "GreetingServer",
+    "Received",
+    "ReplyClient",
+    "ReplyMatcher",
+    "ReplyReceived",
+    "ReplyServer",
+    "Send",
+    "ServerCodec",
+    "ServerEvent",
+    "client_codec",
+    "reply_for",
+    "server_codec",
+]
+
+
+def server_codec(protocol: Protocol, *, max_line: int = 65536) -> ServerCodec:
+    """A fresh server side for one connection speaking *protocol*."""
+    if protocol is Protocol.GREETING:
+        return GreetingServer(max_line)
+    if protocol is Protocol.ECHO:
+        return EchoServer()
+    return ReplyServer()
+
+
+def client_codec(protocol: Protocol, *, max_line: int = 65536) -> ClientCodec:
+    """A fresh client side for one connection speaking *protocol*."""
+    if protocol is Protocol.GREETING:
+        return GreetingClient(max_line)
+    if protocol is Protocol.ECHO:
+        return EchoClient()
+    return ReplyClient()

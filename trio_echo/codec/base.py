@@ -1,0 +1,127 @@
+"""The two sides of a connection, independent of protocol.
+
+:class:`ServerCodec` and :class:`ClientCodec` hold the state every protocol
+shares (open or finished, a reply awaited or not) and check that the driver
+uses them in order; each protocol module fills in what its bytes mean. No
+I/O, no clock: input arrives through ``receive_data`` and ``receive_eof``,
+output leaves as bytes and events.
+"""
+
+from __future__ import annotations
+
+import abc
+
+from ..errors import IncompleteReply, LocalProtocolError, UnexpectedData
+from ..escape import escape
+from .events import ClientEvent, Close, ServerEvent
+
+
+class ServerCodec(abc.ABC):
+    """Server side of one connection: bytes from the peer in, events out."""
+
+    def __init__(self) -> None:
+        self._finished = False
+
+    @property
+    def finished(self) -> bool:
+        """True once :class:`~trio_echo.codec.events.Close` has been emitted."""
+        return self._finished
+
+    def receive_data(self, data: bytes) -> list[ServerEvent]:
+        """Feed bytes read from the peer; return what happened and what to send.
+
+        Raises :class:`~trio_echo.errors.RemoteProtocolError` when the peer
+        breaks the protocol (a line past its limit, for instance).
+        """
+        if self._finished:
+            raise LocalProtocolError("the conversation is over: no more data can be fed")
+        if not data:
+            raise LocalProtocolError(
+                "receive_data() needs bytes; signal end of input with receive_eof()"
+            )
+        events = self._on_data(data)
+        self._finished = bool(events) and isinstance(events[-1], Close)
+        return events
+
+    def receive_eof(self) -> list[ServerEvent]:
+        """Signal that the peer closed its side; return the final events."""
+        if self._finished:
+            raise LocalProtocolError("the conversation is over: end of input was already handled")
+        events = self._on_eof()
+        self._finished = True
+        return events
+
+    @abc.abstractmethod
+    def _on_data(self, data: bytes) -> list[ServerEvent]: ...
+
+    @abc.abstractmethod
+    def _on_eof(self) -> list[ServerEvent]: ...
+
+
+class ClientCodec(abc.ABC):
+    """Client side of one connection: messages out, replies recognised."""
+
+    def __init__(self) -> None:
+        self._awaiting: bytes | None = None
+        self._closed = False
+
+    @property
+    def awaiting_reply(self) -> bool:
+        """True between :meth:`send` and the matching reply."""
+        return self._awaiting is not None
+
+    def send(self, message: bytes) -> bytes:
+        """Return the bytes to write for *message*, and start awaiting its reply."""
+        if self._closed:
+            raise LocalProtocolError("the server has closed the connection")
+        if self._awaiting is not None:
+            raise LocalProtocolError("the previous reply has not arrived yet")
+        if not message:
+            raise LocalProtocolError("a message must have at least one byte")
+        self._awaiting = message
+        return self._start(message)
+
+    def receive_data(self, data: bytes) -> list[ClientEvent]:
+        """Feed bytes from the server; return the reply once it is whole.
+
+        Raises :class:`~trio_echo.errors.WrongReply` as soon as the bytes
+        cannot be the reply, and :class:`~trio_echo.errors.UnexpectedData` for
+        bytes while no reply is awaited.
+        """
+        if not data:
+            raise LocalProtocolError(
+                "receive_data() needs bytes; signal end of input with receive_eof()"
+            )
+        if self._awaiting is None:
+            raise UnexpectedData(f"the server sent {escape(data)} while no reply was expected")
+        reply = self._on_data(data)
+        if reply is None:
+            return []
+        self._awaiting = None
+        return [reply]
+
+    def receive_eof(self) -> list[ClientEvent]:
+        """Signal that the server closed; fails if a reply was still awaited."""
+        self._closed = True
+        if self._awaiting is None:
+            return []
+        reply = self._on_eof()
+        if reply is None:
+            raise IncompleteReply(
+                f"the server closed the connection before the whole reply to "
+                f"{escape(self._awaiting)} arrived (got {escape(self._received_so_far())})"
+            )
+        self._awaiting = None
+        return [reply]
+
+    @abc.abstractmethod
+    def _start(self, message: bytes) -> bytes: ...
+
+    @abc.abstractmethod
+    def _on_data(self, data: bytes) -> ClientEvent | None: ...
+
+    def _on_eof(self) -> ClientEvent | None:
+        return None
+
+    @abc.abstractmethod
+    def _received_so_far(self) -> bytes: ...

@@ -1,0 +1,238 @@
+"""What a server says about each connection, whichever driver runs it.
+
+Drivers report through a :class:`ConnectionRecord` per connection. It turns
+the codec's events into the bytes to write, counts bytes both ways, stamps
+every :data:`ConnectionEvent` with the driver's clock and hands it to a sink:
+:class:`LoggingSink` by default (the seed's console lines, escaped), or a
+test's recorder. Keeping this in one place is what lets the two drivers
+produce the same transcript.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from typing import Protocol
+
+import attrs
+
+from .address import Address
+from .codec.events import Close, Discarded, Received, Send, ServerEvent
+from .errors import NetworkError, TrioEchoError
+from .escape import escape
+from .os_errors import describe_os_error, root_os_error
+
+logger = logging.getLogger("trio_echo.server")
+
+
+@attrs.frozen
+class Connected:
+    """A client connected."""
+
+    connection: int
+    peer: Address
+    at: float
+
+
+@attrs.frozen
+class MessageReceived:
+    """A client sent a message (a chunk as read, or a greeting line)."""
+
+    connection: int
+    peer: Address
+    at: float
+    data: bytes
+
+
+@attrs.frozen
+class BytesDiscarded:
+    """A client sent bytes the protocol has no use for."""
+
+    connection: int
+    peer: Address
+    at: float
+    size: int
+
+
+@attrs.frozen
+class Disconnected:
+    """A connection ended; *reason* says how, the counts say how much it carried."""
+
+    connection: int
+    peer: Address
+    at: float
+    reason: str
+    bytes_in: int
+    bytes_out: int
+
+
+@attrs.frozen
+class ConnectionFailed:
+    """A connection ended in an error: its number (when the OS gave one) and message."""
+
+    connection: int
+    peer: Address
+    at: float
+    errno: int | None
+    message: str
+    bytes_in: int
+    bytes_out: int
+
+
+ConnectionEvent = Connected | MessageReceived | BytesDiscarded | Disconnected | ConnectionFailed
+
+
+class EventSink(Protocol):
+    """Receives every connection event; must be cheap and must not raise."""
+
+    def __call__(self, event: ConnectionEvent, /) -> None: ...
+
+
+class LoggingSink:
+    """Writes events to the ``trio_echo.server`` logger, the seed's lines made safe.
+
+    Messages are logged at INFO, errors at WARNING, so ``--log-level warning``
+    keeps only the errors. Received bytes are always escaped.
+    """
+
+    def __init__(self, log: logging.Logger = logger) -> None:
+        self._log = log
+
+    def __call__(self, event: ConnectionEvent, /) -> None:
+        log = self._log
+        match event:
+            case ConnectionFailed(peer=peer, errno=errno, message=message):
+                number = "-" if errno is None else str(errno)
+                log.warning("%s error No: %s Message: %s", peer, number, message)
+            case _ if not log.isEnabledFor(logging.INFO):
+                return
+            case Connected(peer=peer):
+                log.info("%s connected", peer)
+            case MessageReceived(peer=peer, data=data):
+                log.info("%s received %d bytes: %s", peer, len(data), escape(data))
+            case BytesDiscarded(peer=peer, size=size):
+                log.info("%s ignored %d bytes after the greeting line", peer, size)
+            case Disconnected(peer=peer, reason=reason, bytes_in=bytes_in, bytes_out=bytes_out):
+                log.info(
+                    "%s disconnected (%s; %d bytes in, %d out)", peer, reason, bytes_in, bytes_out
+                )
+
+
+@attrs.define
+class ServerStats:
+    """Totals over a server's life, safe to update from several threads."""
+
+    connections: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    errors: int = 0
+    _lock: threading.Lock = attrs.field(factory=threading.Lock, repr=False, eq=False)
+
+    def add(self, bytes_in: int, bytes_out: int, *, failed: bool) -> None:
+        """Count one finished connection."""
+        with self._lock:
+            self.connections += 1
+            self.bytes_in += bytes_in
+            self.bytes_out += bytes_out
+            self.errors += failed
+
+    def summary(self) -> str:
+        """One line for the end of a server's life."""
+        return (
+            f"served {self.connections} connections, {self.bytes_in} bytes in, "
+            f"{self.bytes_out} bytes out, {self.errors} errors"
+        )
+
+
+class ConnectionRecord:
+    """The life of one server connection, as both drivers report it."""
+
+    def __init__(
+        self,
+        connection: int,
+        peer: Address,
+        *,
+        sink: EventSink,
+        clock: Callable[[], float],
+        stats: ServerStats,
+    ) -> None:
+        self.connection = connection
+        self.peer = peer
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self._sink = sink
+        self._clock = clock
+        self._stats = stats
+        self._ended = False
+        sink(Connected(connection, peer, clock()))
+
+    def handle(self, events: Iterable[ServerEvent], received: int = 0) -> bytes:
+        """Report the codec's *events* for a read of *received* bytes; return what to send.
+
+        All of a read's ``Send`` events become one write.
+        """
+        self.bytes_in += received
+        outgoing: list[bytes] = []
+        for event in events:
+            match event:
+                case Send(data=data):
+                    outgoing.append(data)
+                case Received(data=data):
+                    self._sink(MessageReceived(self.connection, self.peer, self._clock(), data))
+                case Discarded(size=size):
+                    self._sink(BytesDiscarded(self.connection, self.peer, self._clock(), size))
+                case Close():
+                    pass
+        return b"".join(outgoing)
+
+    def sent(self, size: int) -> None:
+        """*size* bytes reached the peer's side of the connection."""
+        self.bytes_out += size
+
+    def close(self, reason: str) -> None:
+        """The connection ended normally (or by a limit, as *reason* says)."""
+        if self._ended:
+            return
+        self._ended = True
+        self._stats.add(self.bytes_in, self.bytes_out, failed=False)
+        self._sink(
+            Disconnected(
+                self.connection, self.peer, self._clock(), reason, self.bytes_in, self.bytes_out
+            )
+        )
+
+    def fail_with(self, exc: Exception) -> None:
+        """The connection ended because *exc* was raised; report it as an error.
+
+        Named errors and OS errors are the peer's or the network's doing; any
+        other exception is a bug, reported as an internal error (its traceback
+        goes to the DEBUG log) so it ends this connection and nothing else.
+        """
+        if isinstance(exc, NetworkError):
+            self.fail(str(exc), exc.errno)
+        elif isinstance(exc, TrioEchoError):
+            self.fail(str(exc))
+        elif (cause := root_os_error(exc)) is not None:
+            self.fail(describe_os_error(cause), cause.errno)
+        else:
+            self.fail(f"internal error: {type(exc).__name__}: {exc}")
+            logger.debug("connection %d crashed", self.connection, exc_info=exc)
+
+    def fail(self, message: str, errno: int | None = None) -> None:
+        """The connection ended in an error."""
+        if self._ended:
+            return
+        self._ended = True
+        self._stats.add(self.bytes_in, self.bytes_out, failed=True)
+        self._sink(
+            ConnectionFailed(
+                self.connection,
+                self.peer,
+                self._clock(),
+                errno,
+                message,
+                self.bytes_in,
+                self.bytes_out,
+            )
+        )

@@ -1,0 +1,103 @@
+"""One client session, independent of I/O: what to send, what came back.
+
+A :class:`ClientSession` walks through the messages a
+:class:`~trio_echo.config.ClientConfig` asks for, checks each reply with the
+codec and reports the conversation line by line. The Trio and blocking
+clients only move bytes between it and a socket, so they hold the very same
+conversation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import attrs
+
+from .codec import ClientCodec, ReplyReceived, client_codec
+from .config import ClientConfig, Protocol
+from .errors import TrioEchoError
+from .escape import escape
+
+Report = Callable[[str], None]
+"""Where a client's lines go: ``print`` on the command line, a list in a test."""
+
+
+def silent(_line: str) -> None:
+    """A report that discards every line."""
+    pass
+
+
+@attrs.frozen
+class Exchange:
+    """One message and its whole reply."""
+
+    sent: bytes
+    reply: bytes
+
+
+@attrs.frozen
+class SessionResult:
+    """How one session went."""
+
+    index: int
+    exchanges: tuple[Exchange, ...]
+    error: TrioEchoError | None
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def show_reply(protocol: Protocol, reply: bytes) -> str:
+    """A reply as a terminal shows it: escaped, a greeting without its newline."""
+    if protocol is Protocol.GREETING and reply.endswith(b"\n"):
+        reply = reply[:-1]
+    return escape(reply)
+
+
+class ClientSession:
+    """The conversation of one connection, message by message."""
+
+    def __init__(self, config: ClientConfig, report: Report = silent) -> None:
+        self._config = config
+        self._codec: ClientCodec = client_codec(config.protocol, max_line=config.max_line)
+        self._pending = list(reversed(config.messages()))
+        self._report = report
+        self._current = b""
+        self.exchanges: list[Exchange] = []
+
+    @property
+    def done(self) -> bool:
+        """True when every message has had its reply."""
+        return not self._pending and not self._codec.awaiting_reply
+
+    def next_outgoing(self) -> bytes | None:
+        """The bytes of the next message to write, or None when the session is over."""
+        if not self._pending:
+            return None
+        self._current = self._pending.pop()
+        wire = self._codec.send(self._current)
+        self._report(f"sent: {escape(self._current)}")
+        return wire
+
+    def receive(self, data: bytes) -> bool:
+        """Feed what the server sent (``b""`` for its close); True once the reply is whole."""
+        events = self._codec.receive_data(data) if data else self._codec.receive_eof()
+        for event in events:
+            if isinstance(event, ReplyReceived):
+                self.exchanges.append(Exchange(self._current, event.data))
+                self._report(f"received: {show_reply(self._config.protocol, event.data)}")
+                return True
+        return False
+
+
+def summarise(results: Sequence[SessionResult], seconds: float) -> str:
+    """One line over many sessions: how many succeeded, round trips, rate."""
+    ok = sum(result.ok for result in results)
+    trips = sum(len(result.exchanges) for result in results)
+    rate = trips / seconds if seconds > 0 else float("inf")
+    return (
+        f"{ok}/{len(results)} sessions ok, {trips} round trips in {seconds:.3f} s "
+        f"({rate:.0f} round trips/s)"
+    )

@@ -1,0 +1,88 @@
+"""The Trio client: the seed's session, any number of them at once.
+
+:func:`run_session` holds one conversation over one connection;
+:func:`run_client` runs ``config.connections`` of them in one nursery and
+gathers their results. One session's failure is recorded in its result and
+never cancels the others.
+"""
+
+from __future__ import annotations
+
+import math
+
+import trio
+
+from ..config import ClientConfig
+from ..errors import ConnectionLost, Timeout, TrioEchoError
+from ..os_errors import from_os_error, root_os_error
+from ..session import ClientSession, Report, SessionResult, silent
+from .network import Network, TcpNetwork
+
+
+async def run_session(
+    config: ClientConfig,
+    *,
+    network: Network | None = None,
+    report: Report = silent,
+    index: int = 0,
+) -> SessionResult:
+    """Connect, exchange every message of *config*, close; never raises a TrioEchoError."""
+    network = network if network is not None else TcpNetwork()
+    session = ClientSession(config, report)
+    started = trio.current_time()
+    error: TrioEchoError | None = None
+    try:
+        await _converse(config, network, session)
+    except TrioEchoError as exc:
+        error = exc
+    return SessionResult(index, tuple(session.exchanges), error, trio.current_time() - started)
+
+
+async def run_client(
+    config: ClientConfig,
+    *,
+    network: Network | None = None,
+    report: Report = silent,
+) -> list[SessionResult]:
+    """Run ``config.connections`` sessions at once; results in session order.
+
+    With one connection every line of the conversation goes to *report*; with
+    more, only the failures do.
+    """
+    if config.connections == 1:
+        return [await run_session(config, network=network, report=report)]
+    results: list[SessionResult | None] = [None] * config.connections
+
+    async def one(index: int) -> None:
+        results[index] = await run_session(config, network=network, index=index)
+
+    async with trio.open_nursery() as nursery:
+        for index in range(config.connections):
+            nursery.start_soon(one, index)
+    return [result for result in results if result is not None]
+
+
+async def _converse(config: ClientConfig, network: Network, session: ClientSession) -> None:
+    limit = math.inf if config.timeout is None else config.timeout
+    where = f"{config.host}:{config.port}"
+    try:
+        with trio.fail_after(limit):
+            stream = await network.connect(config.host, config.port)
+    except trio.TooSlowError:
+        raise Timeout(f"connect to {where}: no answer within {limit:g} s") from None
+    async with stream:
+        try:
+            while (outgoing := session.next_outgoing()) is not None:
+                await stream.send_all(outgoing)
+                with trio.fail_after(limit):
+                    while not session.receive(
+                        bytes(await stream.receive_some(config.receive_size))
+                    ):
+                        pass
+        except trio.TooSlowError:
+            raise Timeout(f"no reply from {where} within {limit:g} s") from None
+        except (trio.BrokenResourceError, OSError) as exc:
+            cause = root_os_error(exc)
+            if cause is None:
+                raise ConnectionLost(f"connection to {where} broke") from None
+            raise from_os_error(cause, f"talking to {where}") from None

@@ -1,0 +1,160 @@
+"""The Trio server: a task in the caller's nursery, a task per client.
+
+Start it with ``await nursery.start(server.run)``: it opens its listeners,
+reports their addresses through ``task_status`` (so port 0 works) and serves
+any number of clients at once, each in its own task, until it is cancelled
+or :meth:`TrioServer.shutdown` is called. A connection's failure ends that
+connection only.
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import logging
+import math
+
+import trio
+
+from ..address import Address
+from ..codec import ServerCodec, server_codec
+from ..config import ServerConfig
+from ..connection_log import ConnectionRecord, EventSink, LoggingSink, ServerStats
+from ..errors import NetworkError
+from ..os_errors import describe_os_error
+from .network import Listener, Network, TcpNetwork
+
+logger = logging.getLogger("trio_echo.server")
+
+_OUT_OF_RESOURCES = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
+ACCEPT_RETRY_SECONDS = 0.1
+"""Pause before accepting again when the process is out of descriptors or memory."""
+
+
+class TrioServer:
+    """Serves one protocol on one or more listeners, with Trio."""
+
+    def __init__(
+        self,
+        config: ServerConfig,
+        *,
+        network: Network | None = None,
+        sink: EventSink | None = None,
+    ) -> None:
+        self.config = config
+        self.network: Network = network if network is not None else TcpNetwork()
+        self.sink: EventSink = sink if sink is not None else LoggingSink()
+        self.stats = ServerStats()
+        self.addresses: tuple[Address, ...] = ()
+        self._slots = trio.Semaphore(config.max_connections)
+        self._ids = itertools.count(1)
+        self._accepting = trio.CancelScope()
+        self._handlers: trio.Nursery | None = None
+        self._shutdown_deadline = math.inf
+
+    async def run(
+        self, *, task_status: trio.TaskStatus[tuple[Address, ...]] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Listen, report the bound addresses, then serve until cancelled or shut down."""
+        listeners = await self.network.open_listeners(
+            self.config.host, self.config.port, backlog=self.config.backlog
+        )
+        try:
+            self.addresses = tuple(self.network.listener_address(lst) for lst in listeners)
+            async with trio.open_nursery() as handlers:
+                self._handlers = handlers
+                handlers.cancel_scope.deadline = self._shutdown_deadline
+                with self._accepting:
+                    task_status.started(self.addresses)
+                    async with trio.open_nursery() as acceptors:
+                        for listener in listeners:
+                            acceptors.start_soon(self._accept_loop, listener, handlers)
+                await _close_all(listeners)
+        finally:
+            with trio.CancelScope(shield=True):
+                await _close_all(listeners)
+
+    def shutdown(self, grace: float | None = None) -> None:
+        """Stop accepting now; cancel connections still open after *grace* seconds.
+
+        *grace* defaults to the configured one; ``0`` cancels them at once.
+        """
+        grace = self.config.grace if grace is None else grace
+        self._accepting.cancel()
+        self._shutdown_deadline = min(self._shutdown_deadline, trio.current_time() + grace)
+        if self._handlers is not None:
+            self._handlers.cancel_scope.deadline = self._shutdown_deadline
+
+    async def _accept_loop(self, listener: Listener, handlers: trio.Nursery) -> None:
+        while True:
+            await self._slots.acquire()
+            try:
+                stream = await self._accept(listener)
+            except BaseException:
+                self._slots.release()
+                raise
+            if self.config.once:
+                self._accepting.cancel()
+            handlers.start_soon(self._serve, stream)
+
+    async def _accept(self, listener: Listener) -> trio.abc.Stream:
+        while True:
+            try:
+                return await listener.accept()
+            except OSError as exc:
+                if exc.errno not in _OUT_OF_RESOURCES:
+                    raise
+                logger.error("accept failed: %s; retrying", describe_os_error(exc))
+                await trio.sleep(ACCEPT_RETRY_SECONDS)
+
+    async def _serve(self, stream: trio.abc.Stream) -> None:
+        try:
+            record = ConnectionRecord(
+                next(self._ids),
+                self.network.peer_address(stream),
+                sink=self.sink,
+                clock=trio.current_time,
+                stats=self.stats,
+            )
+            codec = server_codec(self.config.protocol, max_line=self.config.max_line)
+            try:
+                record.close(await self._converse(stream, codec, record))
+            except trio.Cancelled:
+                record.close("server shut down")
+                raise
+            except Exception as exc:
+                record.fail_with(exc)
+            finally:
+                await trio.aclose_forcefully(stream)
+        finally:
+            self._slots.release()
+
+    async def _converse(
+        self, stream: trio.abc.Stream, codec: ServerCodec, record: ConnectionRecord
+    ) -> str:
+        """Run the conversation to its end; return why it ended."""
+        config = self.config
+        idle = math.inf if config.idle_timeout is None else config.idle_timeout
+        patience = math.inf if config.send_timeout is None else config.send_timeout
+        sending = False
+        with trio.CancelScope() as timer:
+            while not codec.finished:
+                timer.deadline = trio.current_time() + idle
+                data = bytes(await stream.receive_some(config.receive_size))
+                events = codec.receive_data(data) if data else codec.receive_eof()
+                outgoing = record.handle(events, len(data))
+                if outgoing:
+                    sending = True
+                    timer.deadline = trio.current_time() + patience
+                    await stream.send_all(outgoing)
+                    record.sent(len(outgoing))
+                    sending = False
+            return "closed by peer" if not data else "conversation complete"
+        if sending:
+            raise NetworkError(f"peer took no data for {patience:g} s")
+        return f"idle for {idle:g} s"
+
+
+async def _close_all(listeners: list[Listener]) -> None:
+    for listener in listeners:
+        await trio.aclose_forcefully(listener)
