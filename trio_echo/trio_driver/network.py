@@ -15,6 +15,7 @@ import trio
 
 from ..address import UNKNOWN, Address
 from ..os_errors import from_os_error
+from .fast_stream import FastSocketListener, FastSocketStream, from_trio_socket
 
 Listener = trio.abc.Listener[trio.abc.Stream]
 
@@ -40,28 +41,50 @@ class Network(Protocol):
 
 
 class TcpNetwork:
-    """The real network: TCP through Trio's sockets."""
+    """The real network: TCP through Trio.
+
+    By default connections are :class:`~.fast_stream.FastSocketStream`
+    objects, which skip scheduler passes Trio's own ``SocketStream`` makes;
+    ``fast=False`` uses ``trio.SocketStream`` itself (to compare the two).
+    """
+
+    def __init__(self, *, fast: bool = True) -> None:
+        self.fast = fast
 
     async def open_listeners(self, host: str, port: int, *, backlog: int) -> list[Listener]:
         try:
             listeners = await trio.open_tcp_listeners(port, host=host, backlog=backlog)
         except OSError as exc:
             raise from_os_error(exc, f"listen on {Address(host, port)}") from None
-        return list(listeners)
+        if not self.fast:
+            return list(listeners)
+        return [FastSocketListener(from_trio_socket(listener.socket)) for listener in listeners]
 
     async def connect(self, host: str, port: int) -> trio.abc.Stream:
         try:
-            return await trio.open_tcp_stream(host, port)
+            stream = await trio.open_tcp_stream(host, port)
         except OSError as exc:
             raise from_os_error(exc, f"connect to {Address(host, port)}") from None
+        if not self.fast:
+            return stream
+        peer = _peer_of(stream.socket)
+        return FastSocketStream(from_trio_socket(stream.socket), peer)
 
     def listener_address(self, listener: Listener) -> Address:
+        if isinstance(listener, FastSocketListener):
+            return listener.address
         assert isinstance(listener, trio.SocketListener)
         return Address.from_sockaddr(listener.socket.getsockname())
 
     def peer_address(self, stream: trio.abc.Stream) -> Address:
+        if isinstance(stream, FastSocketStream):
+            return stream.peer
         assert isinstance(stream, trio.SocketStream)
-        try:
-            return Address.from_sockaddr(stream.socket.getpeername())
-        except OSError:
-            return UNKNOWN
+        return _peer_of(stream.socket)
+
+
+def _peer_of(sock: trio.socket.SocketType) -> Address:
+    try:
+        return Address.from_sockaddr(sock.getpeername())
+    except OSError:
+        return UNKNOWN

@@ -1,0 +1,138 @@
+"""FastSocketStream keeps every promise of a Trio stream while skipping scheduler passes.
+
+Trio's own conformance checks run against it, then the guarantees the fast
+path could endanger: cancellation before any byte moves, and fairness when
+one peer never lets the kernel run dry.
+"""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+import trio
+import trio.testing
+
+from trio_echo.address import Address
+from trio_echo.trio_driver.fast_stream import YIELD_EVERY, FastSocketListener, FastSocketStream
+
+PEER = Address("local", 0)
+
+
+def fast_pair(yield_every: int = YIELD_EVERY) -> tuple[FastSocketStream, FastSocketStream]:
+    """Two connected fast streams over a local socket pair."""
+    left, right = socket.socketpair()
+    return (
+        FastSocketStream(left, PEER, yield_every=yield_every),
+        FastSocketStream(right, PEER, yield_every=yield_every),
+    )
+
+
+async def make_pair() -> tuple[FastSocketStream, FastSocketStream]:
+    """Streams that yield on every operation, as Trio's checks demand of any stream."""
+    return fast_pair(yield_every=1)
+
+
+async def make_clogged_pair() -> tuple[FastSocketStream, FastSocketStream]:
+    """A pair whose send buffers are full in both directions."""
+    left, right = fast_pair(yield_every=1)
+    for stream in (left, right):
+        stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        for size in (65536, 1):
+            try:
+                while True:
+                    stream.socket.send(b"x" * size)
+            except BlockingIOError:
+                pass
+    return left, right
+
+
+async def test_passes_trios_half_closeable_stream_checks() -> None:
+    """Apart from its yield budget (1 here), the stream is a conforming Trio stream."""
+    with trio.fail_after(20):
+        await trio.testing.check_half_closeable_stream(make_pair, make_clogged_pair)
+
+
+async def test_cancelled_receive_consumes_nothing() -> None:
+    left, right = fast_pair()
+    async with left, right:
+        await left.send_all(b"kept")
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await right.receive_some()
+        assert scope.cancelled_caught
+        with trio.fail_after(5):
+            assert await right.receive_some() == b"kept"
+
+
+async def test_cancelled_send_sends_nothing() -> None:
+    left, right = fast_pair()
+    async with left, right:
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await left.send_all(b"lost")
+        assert scope.cancelled_caught
+        await left.send_all(b"sent")
+        with trio.fail_after(5):
+            assert await right.receive_some() == b"sent"
+
+
+async def test_a_stream_that_never_parks_still_lets_others_run() -> None:
+    left, right = fast_pair()
+    other_task_ran = trio.Event()
+
+    async def other() -> None:
+        other_task_ran.set()
+
+    async with left, right, trio.open_nursery() as nursery:
+        await left.send_all(b"x" * (YIELD_EVERY * 4))
+        nursery.start_soon(other)
+        with trio.fail_after(5):
+            for _ in range(YIELD_EVERY * 4):
+                assert await right.receive_some(1) == b"x"
+                if other_task_ran.is_set():
+                    break
+        assert other_task_ran.is_set()
+
+
+async def test_deadline_fires_while_data_keeps_arriving() -> None:
+    left, right = fast_pair()
+    async with left, right:
+        await left.send_all(b"y" * 200_000)
+        received = 0
+        with trio.move_on_after(0) as scope:
+            while True:
+                received += len(await right.receive_some(1))
+        assert scope.cancelled_caught
+        assert received < 200_000
+
+
+async def test_close_wakes_a_blocked_receiver() -> None:
+    left, right = fast_pair()
+    async with left:
+
+        async def receive() -> None:
+            with pytest.raises(trio.ClosedResourceError):
+                await right.receive_some()
+
+        with trio.fail_after(5):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(receive)
+                await trio.testing.wait_all_tasks_blocked()
+                await right.aclose()
+
+
+async def test_listener_accepts_fast_streams_with_peer_address() -> None:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    listener = FastSocketListener(sock)
+    with trio.fail_after(5):
+        async with listener:
+            client = await trio.open_tcp_stream("127.0.0.1", listener.address.port)
+            async with client:
+                accepted = await listener.accept()
+                async with accepted:
+                    assert accepted.peer == Address(*client.socket.getsockname()[:2])
+                    await client.send_all(b"hello")
+                    assert await accepted.receive_some() == b"hello"
