@@ -34,11 +34,11 @@ _BY_ERRNO: dict[int, type[NetworkError]] = {
 
 
 def describe_os_error(exc: OSError) -> str:
-    """The OS's message for *exc*, without Python's ``[Errno N]`` decoration."""
+    """The OS's message for *exc*, without Python's or Trio's decoration."""
+    if exc.errno and not isinstance(exc, socket.gaierror):
+        return os.strerror(exc.errno)
     if exc.strerror:
         return exc.strerror
-    if exc.errno:
-        return os.strerror(exc.errno)
     return str(exc) or type(exc).__name__
 
 

@@ -1,0 +1,35 @@
+"""The ``trio-echo`` command: ``serve``, ``client`` and ``demo``.
+
+Parsing lives in :mod:`.parser`, each sub-command in its own module; the
+work is done by the drivers. Every failure a user can cause or meet is a
+named error, printed as one line: exit 1 for a failed run, 2 for a usage
+error, 0 when a server is stopped with Ctrl-C or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from typing import NoReturn
+
+from ..errors import TrioEchoError
+from .common import EXIT_FAILED, fail_line
+from .parser import build_parser
+
+__all__ = ["build_parser", "main", "run"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit code."""
+    args = build_parser().parse_args(argv)
+    command: Callable[..., int] = args.command
+    try:
+        return command(args)
+    except TrioEchoError as exc:
+        print(fail_line(str(exc)), file=sys.stderr)
+        return EXIT_FAILED
+
+
+def run() -> NoReturn:
+    """Entry point for ``python -m trio_echo`` and the console script."""
+    sys.exit(main())

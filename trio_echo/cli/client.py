@@ -1,0 +1,49 @@
+"""``trio-echo client``: one session printed line by line, or many summarised."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import sys
+import time
+from collections.abc import Sequence
+
+import trio
+
+from ..blocking_driver import run_client as run_blocking_client
+from ..config import ClientConfig
+from ..escape import escape_text
+from ..session import Report, SessionResult, silent, summarise
+from ..trio_driver import run_client as run_trio_client
+from .common import EXIT_FAILED, EXIT_OK, build_config, fail_line
+
+
+def client_command(args: argparse.Namespace) -> int:
+    config = build_config(
+        ClientConfig,
+        host=args.host,
+        port=args.port,
+        protocol=args.protocol,
+        count=args.count,
+        message=args.message,
+        connections=args.connections,
+        timeout=args.timeout,
+    )
+    report: Report = print if config.connections == 1 else silent
+    started = time.perf_counter()
+    if args.blocking:
+        results = run_blocking_client(config, report=report)
+    else:
+        results = trio.run(functools.partial(run_trio_client, config, report=report))
+    return _report_results(config, results, time.perf_counter() - started)
+
+
+def _report_results(config: ClientConfig, results: Sequence[SessionResult], seconds: float) -> int:
+    failures = [result for result in results if result.error is not None]
+    if config.connections > 1:
+        for result in failures:
+            print(f"session {result.index}: {escape_text(str(result.error))}", file=sys.stderr)
+        print(summarise(results, seconds))
+    elif failures:
+        print(fail_line(str(failures[0].error)), file=sys.stderr)
+    return EXIT_FAILED if failures else EXIT_OK

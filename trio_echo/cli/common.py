@@ -1,0 +1,33 @@
+"""What every sub-command shares: exit codes, one-line errors, building configuration."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any, NoReturn, TypeVar
+
+from ..errors import TrioEchoError
+from ..escape import escape_text
+
+PROG = "trio-echo"
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+_Config = TypeVar("_Config")
+
+
+def fail_line(message: str) -> str:
+    """The one line a failure prints: the program name and the escaped message."""
+    return f"{PROG}: {escape_text(message)}"
+
+
+def usage_error(message: str) -> NoReturn:
+    """Print *message* as a usage error and exit 2."""
+    print(f"{PROG}: error: {escape_text(message)}", file=sys.stderr)
+    raise SystemExit(EXIT_USAGE)
+
+
+def build_config(kind: Callable[..., _Config], **fields: Any) -> _Config:
+    """Build a configuration; a value it rejects is a usage error."""
+    try:
+        return kind(**fields)
+    except TrioEchoError as exc:
+        usage_error(str(exc))
