@@ -18,7 +18,7 @@ from typing import Protocol
 import attrs
 
 from .address import Address
-from .codec.events import Close, Discarded, Received, Send, ServerEvent
+from .codec.events import Discarded, Received, Send, ServerEvent
 from .errors import NetworkError, TrioEchoError
 from .escape import escape
 from .os_errors import describe_os_error, root_os_error
@@ -84,9 +84,19 @@ ConnectionEvent = Connected | MessageReceived | BytesDiscarded | Disconnected | 
 
 
 class EventSink(Protocol):
-    """Receives every connection event; must be cheap and must not raise."""
+    """Receives every connection event; must be cheap and must not raise.
+
+    A sink may also have a ``wants_messages`` attribute: when it is false as
+    a connection opens, that connection skips building
+    :class:`MessageReceived` events, the one event of the hot path.
+    """
 
     def __call__(self, event: ConnectionEvent, /) -> None: ...
+
+
+def wants_messages(sink: EventSink) -> bool:
+    """Whether *sink* wants a :class:`MessageReceived` for every message."""
+    return bool(getattr(sink, "wants_messages", True))
 
 
 class LoggingSink:
@@ -98,6 +108,11 @@ class LoggingSink:
 
     def __init__(self, log: logging.Logger = logger) -> None:
         self._log = log
+
+    @property
+    def wants_messages(self) -> bool:
+        """Messages are logged at INFO: below that level they are not worth building."""
+        return self._log.isEnabledFor(logging.INFO)
 
     def __call__(self, event: ConnectionEvent, /) -> None:
         log = self._log
@@ -165,6 +180,7 @@ class ConnectionRecord:
         self._clock = clock
         self._stats = stats
         self._ended = False
+        self._wants_messages = wants_messages(sink)
         sink(Connected(connection, peer, clock()))
 
     def handle(self, events: Iterable[ServerEvent], received: int = 0) -> bytes:
@@ -173,18 +189,19 @@ class ConnectionRecord:
         All of a read's ``Send`` events become one write.
         """
         self.bytes_in += received
-        outgoing: list[bytes] = []
+        outgoing = b""
         for event in events:
-            match event:
-                case Send(data=data):
-                    outgoing.append(data)
-                case Received(data=data):
-                    self._sink(MessageReceived(self.connection, self.peer, self._clock(), data))
-                case Discarded(size=size):
-                    self._sink(BytesDiscarded(self.connection, self.peer, self._clock(), size))
-                case Close():
-                    pass
-        return b"".join(outgoing)
+            if isinstance(event, Send):
+                outgoing += event.data
+            elif isinstance(event, Received):
+                if self._wants_messages:
+                    self._report_message(event.data)
+            elif isinstance(event, Discarded):
+                self._sink(BytesDiscarded(self.connection, self.peer, self._clock(), event.size))
+        return outgoing
+
+    def _report_message(self, data: bytes) -> None:
+        self._sink(MessageReceived(self.connection, self.peer, self._clock(), data))
 
     def sent(self, size: int) -> None:
         """*size* bytes reached the peer's side of the connection."""
