@@ -68,7 +68,8 @@ _positive_seconds = _check(
 _non_negative_seconds = _check(
     lambda v: _is_number(v) and 0 <= v < float("inf"), "zero or a positive number of seconds"
 )
-_protocol = attrs.validators.instance_of(Protocol)
+_protocol = _check(lambda v: isinstance(v, Protocol), "a Protocol (reply, greeting or echo)")
+_flag = _check(lambda v: isinstance(v, bool), "True or False")
 
 
 @attrs.frozen(kw_only=True)
@@ -85,7 +86,7 @@ class ServerConfig:
     host: str = attrs.field(default=DEFAULT_HOST, validator=_host)
     port: int = attrs.field(default=DEFAULT_PORT, validator=_port)
     protocol: Protocol = attrs.field(default=Protocol.REPLY, validator=_protocol)
-    once: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
+    once: bool = attrs.field(default=False, validator=_flag)
     """Serve one client, then exit (the seed server's behaviour)."""
     max_line: int = attrs.field(default=65536, validator=_positive_int)
     """Longest greeting line accepted, in bytes, not counting the newline."""

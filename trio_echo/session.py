@@ -15,7 +15,7 @@ import attrs
 
 from .codec import ClientCodec, ReplyReceived, client_codec
 from .config import ClientConfig, Protocol
-from .errors import TrioEchoError
+from .errors import IncompleteReply, Timeout, TrioEchoError
 from .escape import escape
 
 Report = Callable[[str], None]
@@ -90,6 +90,21 @@ class ClientSession:
                 self._report(f"received: {show_reply(self._config.protocol, event.data)}")
                 return True
         return False
+
+
+    def timed_out(self, where: str, seconds: float) -> TrioEchoError:
+        """The error for a reply that did not complete within *seconds*.
+
+        A server that sent part of a reply and stopped (one that truncates,
+        say) is told apart from one that sent nothing at all.
+        """
+        partial = self._codec.partial_reply
+        if not partial:
+            return Timeout(f"no reply from {where} within {seconds:g} s")
+        return IncompleteReply(
+            f"reply from {where} still incomplete after {seconds:g} s: got {len(partial)} bytes, "
+            f"{escape(partial)}, for {escape(self._current)}"
+        )
 
 
 def summarise(results: Sequence[SessionResult], seconds: float) -> str:

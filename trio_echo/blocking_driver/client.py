@@ -64,7 +64,7 @@ def _converse(config: ClientConfig, runtime: Runtime, session: ClientSession) ->
             while not session.receive(stream.recv(config.receive_size, config.timeout)):
                 pass
     except TimeoutError:
-        raise Timeout(f"no reply from {where} within {config.timeout:g} s") from None
+        raise session.timed_out(where, config.timeout or 0.0) from None
     except OSError as exc:
         raise from_os_error(exc, f"talking to {where}") from None
     finally:

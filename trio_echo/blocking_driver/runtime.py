@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import os
 import selectors
 import socket
 import struct
@@ -40,8 +41,15 @@ class Stream(Protocol):
         """Send every byte; TimeoutError when the peer takes nothing for *timeout* seconds."""
         ...
 
+    def send_eof(self) -> None:
+        """Close the sending half: the peer reads end of input after what was sent."""
+        ...
+
     def abort(self) -> None:
-        """Wake any thread blocked on this stream; may be called from another thread."""
+        """Wake any thread blocked on this stream; may be called from another thread.
+
+        Its reads then fail with ``ECONNABORTED``, its writes with ``EPIPE``.
+        """
         ...
 
     def close(self) -> None:
@@ -109,13 +117,18 @@ class SocketStream:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._sock = sock
         self._timeouts: dict[int, float | None] = {}
+        self._aborted = False
 
     def recv(self, size: int, timeout: float | None) -> bytes:
         self._set_timeout(socket.SO_RCVTIMEO, timeout)
         try:
-            return self._sock.recv(size)
+            data = self._sock.recv(size)
         except BlockingIOError as exc:
             raise TimeoutError("receive timed out") from exc
+        if not data and self._aborted:
+            # shutdown() makes recv() return b"": that is our abort, not the peer's EOF.
+            raise ConnectionAbortedError(errno.ECONNABORTED, os.strerror(errno.ECONNABORTED))
+        return data
 
     def sendall(self, data: bytes, timeout: float | None) -> None:
         self._set_timeout(socket.SO_SNDTIMEO, timeout)
@@ -128,7 +141,11 @@ class SocketStream:
                 raise TimeoutError("send timed out") from exc
             raise
 
+    def send_eof(self) -> None:
+        self._sock.shutdown(socket.SHUT_WR)
+
     def abort(self) -> None:
+        self._aborted = True
         with contextlib.suppress(OSError):
             self._sock.shutdown(socket.SHUT_RDWR)
 

@@ -8,16 +8,18 @@ codec, same events, same limits.
 from __future__ import annotations
 
 import errno
+import functools
 import itertools
 import logging
 import threading
+from collections.abc import Callable
 
 from ..address import Address
-from ..codec import ServerCodec, server_codec
+from ..codec import Discarded, ServerCodec, server_codec
 from ..config import ServerConfig
 from ..connection_log import ConnectionRecord, EventSink, LoggingSink, ServerStats
 from ..errors import NetworkError
-from ..os_errors import describe_os_error
+from ..faults import LINGER_READ_SIZE, AcceptFailureLog, linger_seconds
 from .runtime import Listener, ListenerClosed, Runtime, SocketRuntime, Stream, Worker
 
 logger = logging.getLogger("trio_echo.server")
@@ -35,9 +37,14 @@ class BlockingServer:
         *,
         runtime: Runtime | None = None,
         sink: EventSink | None = None,
+        codec_factory: Callable[[], ServerCodec] | None = None,
     ) -> None:
         self.config = config
         self.runtime: Runtime = runtime if runtime is not None else SocketRuntime()
+        self.codec_factory: Callable[[], ServerCodec] = codec_factory or functools.partial(
+            server_codec, config.protocol, max_line=config.max_line
+        )
+        self._accept_failures = AcceptFailureLog(self.runtime.monotonic)
         self.sink: EventSink = sink if sink is not None else LoggingSink()
         self.stats = ServerStats()
         self.addresses: tuple[Address, ...] = ()
@@ -48,6 +55,7 @@ class BlockingServer:
         self._lock = threading.Lock()
         self._connections: dict[int, tuple[Stream, Worker | None]] = {}
         self._stopping = False
+        self._aborting = False
 
     def start(self) -> tuple[Address, ...]:
         """Listen and start accepting in the background; return the bound addresses."""
@@ -84,6 +92,7 @@ class BlockingServer:
         for worker in self._workers():
             worker.join(max(0.0, deadline - self.runtime.monotonic()))
         with self._lock:
+            self._aborting = True
             streams = [stream for stream, _worker in self._connections.values()]
         for stream in streams:
             stream.abort()
@@ -107,6 +116,7 @@ class BlockingServer:
             except ListenerClosed:
                 self._slots.release()
                 return
+            self._accept_failures.succeeded()
             if self.config.once:
                 self._stop_accepting()
             self._start_connection(stream, peer)
@@ -118,7 +128,7 @@ class BlockingServer:
             except OSError as exc:
                 if exc.errno not in _OUT_OF_RESOURCES:
                     raise
-                logger.error("accept failed: %s; retrying", describe_os_error(exc))
+                self._accept_failures.failed(exc, ACCEPT_RETRY_SECONDS)
                 self.runtime.sleep(ACCEPT_RETRY_SECONDS)
 
     def _start_connection(self, stream: Stream, peer: Address) -> None:
@@ -137,11 +147,11 @@ class BlockingServer:
             record = ConnectionRecord(
                 connection, peer, sink=self.sink, clock=self.runtime.monotonic, stats=self.stats
             )
-            codec = server_codec(self.config.protocol, max_line=self.config.max_line)
+            codec = self.codec_factory()
             try:
                 record.close(self._converse(stream, codec, record))
             except Exception as exc:
-                if self._stopping and isinstance(exc, OSError):
+                if self._aborting and isinstance(exc, OSError):
                     record.close("server shut down")
                 else:
                     record.fail_with(exc)
@@ -169,4 +179,28 @@ class BlockingServer:
                 except TimeoutError:
                     raise NetworkError(f"peer took no data for {config.send_timeout:g} s") from None
                 record.sent(len(outgoing))
-        return "closed by peer" if not data else "conversation complete"
+        if not data:
+            return "closed by peer"
+        self._linger(stream, record)
+        return "conversation complete"
+
+    def _linger(self, stream: Stream, record: ConnectionRecord) -> None:
+        """Half-close, then read and discard what the peer still sends, for a bounded time.
+
+        Closing with unread input would reset the connection and could destroy
+        the reply still on its way (see :mod:`trio_echo.faults`). What is
+        drained is counted and reported as discarded, never dropped silently.
+        """
+        deadline = self.runtime.monotonic() + linger_seconds(self.config)
+        drained = 0
+        try:
+            stream.send_eof()
+            while (left := deadline - self.runtime.monotonic()) > 0:
+                data = stream.recv(LINGER_READ_SIZE, left)
+                if not data:
+                    break
+                drained += len(data)
+        except (TimeoutError, OSError):
+            pass
+        if drained:
+            record.handle([Discarded(drained)], drained)

@@ -12,6 +12,9 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
+if sys.version_info < (3, 11):  # pragma: no cover
+    from exceptiongroup import BaseExceptionGroup
+
 from ..errors import TrioEchoError
 from .common import EXIT_FAILED, fail_line
 from .parser import build_parser
@@ -28,6 +31,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TrioEchoError as exc:
         print(fail_line(str(exc)), file=sys.stderr)
         return EXIT_FAILED
+    except BaseExceptionGroup as group:
+        # A nursery wraps even a single error (a server's port in use, say).
+        error = _sole_error(group)
+        if error is None:
+            raise
+        print(fail_line(str(error)), file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _sole_error(exc: BaseException) -> TrioEchoError | None:
+    """The one named error inside nested single-member exception groups, if that is all."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc if isinstance(exc, TrioEchoError) else None
 
 
 def run() -> NoReturn:

@@ -86,9 +86,11 @@ async def _shut_down_on_signals(signals: AsyncIterator[int], server: TrioServer)
 def _serve_blocking(config: ServerConfig) -> str:
     server = BlockingServer(config, sink=LoggingSink())
     addresses = server.start()
-    _announce(config, addresses, "blocking")
     with _signals_raise(_Stop):
         try:
+            # Announce only once a signal is handled: whoever waits for this
+            # line may stop the server at once and must still get its summary.
+            _announce(config, addresses, "blocking")
             server.wait()
         except _Stop:
             try:

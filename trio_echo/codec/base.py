@@ -70,6 +70,11 @@ class ClientCodec(abc.ABC):
         """True between :meth:`send` and the matching reply."""
         return self._awaiting is not None
 
+    @property
+    def partial_reply(self) -> bytes:
+        """Bytes of the awaited reply received so far (empty when none is awaited)."""
+        return b"" if self._awaiting is None else self._received_so_far()
+
     def send(self, message: bytes) -> bytes:
         """Return the bytes to write for *message*, and start awaiting its reply."""
         if self._closed:
@@ -88,12 +93,17 @@ class ClientCodec(abc.ABC):
         cannot be the reply, and :class:`~trio_echo.errors.UnexpectedData` for
         bytes while no reply is awaited.
         """
+        if self._closed:
+            raise LocalProtocolError(
+                "the server has closed the connection: no more data can be fed"
+            )
         if not data:
             raise LocalProtocolError(
                 "receive_data() needs bytes; signal end of input with receive_eof()"
             )
         if self._awaiting is None:
-            raise UnexpectedData(f"the server sent {escape(data)} while no reply was expected")
+            self._on_unawaited(data)
+            return []
         reply = self._on_data(data)
         if reply is None:
             return []
@@ -122,6 +132,10 @@ class ClientCodec(abc.ABC):
 
     def _on_eof(self) -> ClientEvent | None:
         return None
+
+    def _on_unawaited(self, data: bytes) -> None:
+        """Bytes arrived while no reply was awaited; only a late part of the last one may."""
+        raise UnexpectedData(f"the server sent {escape(data)} while no reply was expected")
 
     @abc.abstractmethod
     def _received_so_far(self) -> bytes: ...

@@ -37,28 +37,140 @@ class ReplyServer(ServerCodec):
         return [Close()]
 
 
-# NFA state: (message bytes matched, phase). Phases 0-2 are inside a "Re:"
-# prefix (that many of its bytes matched); phase 3 + n is inside a piece
-# that holds n payload bytes so far.
-_State = tuple[int, int]
+# Automaton state: (message index, payload bytes of it matched, phase).
+# Phases 0-2 are inside a "Re:" prefix (that many of its bytes matched);
+# phase 3 + n is inside a piece that holds n payload bytes so far.
+_State = tuple[int, int, int]
 _IN_PIECE = len(PREFIX)
+_R = PREFIX[0]
+
+
+class ReplyTracker:
+    """Follows the replies to every message sent on a connection, however split.
+
+    A valid reply to a message is ``Re:p1 Re:p2 ... Re:pk`` where the pieces,
+    each of 1 to 124 bytes, add up to the message. A small non-deterministic
+    automaton tracks every split still possible and declares the reply wrong
+    the moment none is.
+
+    One subtlety makes it span messages: when a message ends in ``R``, ``Re``
+    or ``Re:``, a complete reply can also be the beginning of a longer valid
+    one (``Re:abR`` answers ``abR``, and so does ``Re:abRe:R``, the server
+    having read ``ab`` and ``R`` separately). The reply is taken as soon as it
+    is complete, and the longer readings stay alive: bytes that follow are
+    matched against them as well as against the next reply, so no valid split
+    is ever rejected and no invalid byte is ever accepted.
+    """
+
+    def __init__(self) -> None:
+        self._messages: dict[int, bytes] = {}
+        self._sent = 0
+        self._answered = 0
+        self._states: set[_State] = {(0, 0, 0)}
+
+    @property
+    def awaiting(self) -> bool:
+        """True while the reply to the last message sent is incomplete."""
+        return self._answered < self._sent
+
+    def expect(self, message: bytes) -> None:
+        """A message was sent: its reply is awaited next."""
+        self._messages[self._sent] = message
+        self._sent += 1
+
+    def feed(self, data: bytes | bytearray) -> bool:
+        """Add bytes from the server; True if they completed the awaited reply.
+
+        Raises :class:`~trio_echo.errors.WrongReply` when no reading is left.
+        """
+        self._states = self._advance(self._states, data)
+        self._forget_settled()
+        if self.awaiting and self._complete(self._answered):
+            self._answered += 1
+            return True
+        return False
+
+    def _complete(self, index: int) -> bool:
+        end = len(self._messages[index])
+        return any(
+            k > index or (k == index and matched == end and phase > _IN_PIECE)
+            for k, matched, phase in self._states
+        )
+
+    def _forget_settled(self) -> None:
+        oldest = min(k for k, _matched, _phase in self._states)
+        for index in [index for index in self._messages if index < oldest]:
+            del self._messages[index]
+
+    def _advance(self, states: set[_State], data: bytes | bytearray) -> set[_State]:
+        position = 0
+        while position < len(data):
+            if len(states) == 1:
+                skipped = self._skip_payload(next(iter(states)), data, position)
+                if skipped is not None:
+                    states, position = {skipped[0]}, skipped[1]
+                    continue
+            states = self._step(states, data[position])
+            if not states:
+                raise WrongReply(self._describe_wrong(data))
+            position += 1
+        return states
+
+    def _skip_payload(
+        self, state: _State, data: bytes | bytearray, position: int
+    ) -> tuple[_State, int] | None:
+        """Consume a run of payload in one go where no other reading can branch off.
+
+        Inside a piece, only an ``R`` can start another reading, so the bytes
+        up to the next ``R`` either match the message or the reply is wrong.
+        """
+        index, matched, phase = state
+        if phase < _IN_PIECE:
+            return None
+        message = self._messages[index]
+        room = min(len(message) - matched, MAX_PIECE - (phase - _IN_PIECE))
+        end = min(len(data), position + room)
+        stop = data.find(PREFIX[:1], position, end)
+        if stop >= 0:
+            end = stop
+        taken = end - position
+        if taken == 0 or data[position:end] != message[matched : matched + taken]:
+            return None
+        return (index, matched + taken, phase + taken), end
+
+    def _step(self, states: set[_State], byte: int) -> set[_State]:
+        following: set[_State] = set()
+        for index, matched, phase in states:
+            if index >= self._sent:
+                continue
+            if phase < _IN_PIECE:
+                if byte == PREFIX[phase]:
+                    following.add((index, matched, phase + 1))
+                continue
+            message = self._messages[index]
+            piece = phase - _IN_PIECE
+            if matched < len(message) and piece < MAX_PIECE and byte == message[matched]:
+                following.add((index, matched + 1, phase + 1))
+            if piece > 0 and byte == _R:
+                if matched < len(message):
+                    following.add((index, matched, 1))
+                elif index + 1 < self._sent:
+                    following.add((index + 1, 0, 1))
+        return following
+
+    def _describe_wrong(self, data: bytes | bytearray) -> str:
+        index = min(self._answered, self._sent - 1)
+        message = self._messages.get(index, b"")
+        return f"reply bytes {escape(bytes(data))} do not answer {escape(message)}"
 
 
 class ReplyMatcher:
-    """Recognises the reply to one message, however the server split it.
-
-    A valid reply is ``Re:p1 Re:p2 ... Re:pk`` where ``p1 + ... + pk`` is the
-    message and each piece holds 1 to 124 bytes. Usually the server read the
-    message whole, so the bytes are compared with that canonical reply;
-    otherwise a small non-deterministic automaton tracks every split still
-    possible, and the reply is wrong the moment none is.
-    """
+    """Recognises the reply to a single message (see :class:`ReplyTracker`)."""
 
     def __init__(self, message: bytes) -> None:
-        self._message = message
-        self._canonical = reply_for(message)
+        self._tracker = ReplyTracker()
+        self._tracker.expect(message)
         self._received = bytearray()
-        self._states: set[_State] | None = None
 
     @property
     def received(self) -> bytes:
@@ -70,38 +182,8 @@ class ReplyMatcher:
 
         Raises :class:`~trio_echo.errors.WrongReply` when no split can match.
         """
-        offset = len(self._received)
         self._received += data
-        if self._states is None:
-            if self._canonical.startswith(data, offset):
-                return len(self._received) == len(self._canonical)
-            self._states = self._advance({(0, 0)}, self._received)
-        else:
-            self._states = self._advance(self._states, data)
-        end = len(self._message)
-        return any(matched == end and phase > _IN_PIECE for matched, phase in self._states)
-
-    def _advance(self, states: set[_State], data: bytes | bytearray) -> set[_State]:
-        message = self._message
-        end = len(message)
-        for byte in data:
-            following: set[_State] = set()
-            for matched, phase in states:
-                if phase < _IN_PIECE:
-                    if byte == PREFIX[phase]:
-                        following.add((matched, phase + 1))
-                    continue
-                piece = phase - _IN_PIECE
-                if matched < end and piece < MAX_PIECE and byte == message[matched]:
-                    following.add((matched + 1, phase + 1))
-                if matched < end and piece > 0 and byte == PREFIX[0]:
-                    following.add((matched, 1))
-            if not following:
-                raise WrongReply(
-                    f"reply {escape(bytes(self._received))} does not answer {escape(message)}"
-                )
-            states = following
-        return states
+        return self._tracker.feed(data) or not self._tracker.awaiting
 
 
 class ReplyClient(ClientCodec):
@@ -109,17 +191,30 @@ class ReplyClient(ClientCodec):
 
     def __init__(self) -> None:
         super().__init__()
-        self._matcher: ReplyMatcher | None = None
+        self._tracker = ReplyTracker()
+        self._received = bytearray()
 
     def _start(self, message: bytes) -> bytes:
-        self._matcher = ReplyMatcher(message)
+        self._tracker.expect(message)
+        self._received = bytearray()
         return message
 
     def _on_data(self, data: bytes) -> ReplyReceived | None:
-        assert self._matcher is not None
-        if self._matcher.feed(data):
-            return ReplyReceived(self._matcher.received)
-        return None
+        self._received += data
+        try:
+            complete = self._tracker.feed(data)
+        except WrongReply:
+            raise WrongReply(
+                f"reply {escape(bytes(self._received))} does not answer "
+                f"{escape(self._awaiting or b'')}"
+            ) from None
+        return ReplyReceived(bytes(self._received)) if complete else None
+
+    def _on_unawaited(self, data: bytes) -> None:
+        try:
+            self._tracker.feed(data)
+        except WrongReply:
+            super()._on_unawaited(data)
 
     def _received_so_far(self) -> bytes:
-        return b"" if self._matcher is None else self._matcher.received
+        return bytes(self._received)

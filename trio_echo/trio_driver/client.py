@@ -80,7 +80,7 @@ async def _converse(config: ClientConfig, network: Network, session: ClientSessi
                     ):
                         pass
         except trio.TooSlowError:
-            raise Timeout(f"no reply from {where} within {limit:g} s") from None
+            raise session.timed_out(where, limit) from None
         except (trio.BrokenResourceError, OSError) as exc:
             cause = root_os_error(exc)
             if cause is None:

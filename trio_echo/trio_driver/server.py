@@ -10,18 +10,20 @@ connection only.
 from __future__ import annotations
 
 import errno
+import functools
 import itertools
 import logging
 import math
+from collections.abc import Callable
 
 import trio
 
 from ..address import Address
-from ..codec import ServerCodec, server_codec
+from ..codec import Discarded, ServerCodec, server_codec
 from ..config import ServerConfig
 from ..connection_log import ConnectionRecord, EventSink, LoggingSink, ServerStats
 from ..errors import NetworkError
-from ..os_errors import describe_os_error
+from ..faults import LINGER_READ_SIZE, AcceptFailureLog, linger_seconds
 from .network import Listener, Network, TcpNetwork
 
 logger = logging.getLogger("trio_echo.server")
@@ -40,9 +42,14 @@ class TrioServer:
         *,
         network: Network | None = None,
         sink: EventSink | None = None,
+        codec_factory: Callable[[], ServerCodec] | None = None,
     ) -> None:
         self.config = config
         self.network: Network = network if network is not None else TcpNetwork()
+        self.codec_factory: Callable[[], ServerCodec] = codec_factory or functools.partial(
+            server_codec, config.protocol, max_line=config.max_line
+        )
+        self._accept_failures = AcceptFailureLog(trio.current_time)
         self.sink: EventSink = sink if sink is not None else LoggingSink()
         self.stats = ServerStats()
         self.addresses: tuple[Address, ...] = ()
@@ -93,6 +100,7 @@ class TrioServer:
             except BaseException:
                 self._slots.release()
                 raise
+            self._accept_failures.succeeded()
             if self.config.once:
                 self._accepting.cancel()
             handlers.start_soon(self._serve, stream)
@@ -104,7 +112,7 @@ class TrioServer:
             except OSError as exc:
                 if exc.errno not in _OUT_OF_RESOURCES:
                     raise
-                logger.error("accept failed: %s; retrying", describe_os_error(exc))
+                self._accept_failures.failed(exc, ACCEPT_RETRY_SECONDS)
                 await trio.sleep(ACCEPT_RETRY_SECONDS)
 
     async def _serve(self, stream: trio.abc.Stream) -> None:
@@ -116,7 +124,7 @@ class TrioServer:
                 clock=trio.current_time,
                 stats=self.stats,
             )
-            codec = server_codec(self.config.protocol, max_line=self.config.max_line)
+            codec = self.codec_factory()
             try:
                 record.close(await self._converse(stream, codec, record))
             except trio.Cancelled:
@@ -149,10 +157,34 @@ class TrioServer:
                     await stream.send_all(outgoing)
                     record.sent(len(outgoing))
                     sending = False
-            return "closed by peer" if not data else "conversation complete"
+            if not data:
+                return "closed by peer"
+            timer.deadline = math.inf
+            await _linger(stream, record, linger_seconds(config))
+            return "conversation complete"
         if sending:
             raise NetworkError(f"peer took no data for {patience:g} s")
         return f"idle for {idle:g} s"
+
+
+async def _linger(stream: trio.abc.Stream, record: ConnectionRecord, seconds: float) -> None:
+    """Half-close, then read and discard what the peer still sends, for up to *seconds*.
+
+    Closing with unread input would reset the connection and could destroy
+    the reply still on its way (see :mod:`trio_echo.faults`). What is
+    drained is counted and reported as discarded, never dropped silently.
+    """
+    drained = 0
+    with trio.move_on_after(seconds):
+        try:
+            if isinstance(stream, trio.abc.HalfCloseableStream):
+                await stream.send_eof()
+            while data := await stream.receive_some(LINGER_READ_SIZE):
+                drained += len(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+    if drained:
+        record.handle([Discarded(drained)], drained)
 
 
 async def _close_all(listeners: list[Listener]) -> None:

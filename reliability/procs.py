@@ -1,0 +1,139 @@
+"""A ``trio-echo serve`` child process, its output, and what /proc says about it.
+
+Every figure is taken from a real server process: started with
+``python -m trio_echo serve --port 0`` (or through a wrapper that first
+lowers its descriptor limit), its port read from the line that says
+``listening on 127.0.0.1:PORT``, its CPU time, memory and descriptors read
+from ``/proc/PID``. :func:`running_server` guarantees the child is gone when
+the block ends, whatever happened inside it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager, suppress
+
+import trio
+
+LISTENING = re.compile(rb"listening on 127\.0\.0\.1:(\d+)")
+
+_LIMITED = (
+    "import resource, sys\n"
+    "limit = int(sys.argv[1])\n"
+    "resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))\n"
+    "from trio_echo.cli import main\n"
+    "sys.exit(main(sys.argv[2:]))\n"
+)
+"""Runs the command line after lowering the descriptor limit (``-c`` program)."""
+
+STOP_BOUND = 10.0
+"""Seconds a child gets to exit after SIGTERM before it is killed."""
+
+
+def serve_command(driver: str, flags: Sequence[str], *, nofile: int | None = None) -> list[str]:
+    """The argv of a server of *driver* on a free loopback port."""
+    driver_flags = ["--blocking"] if driver == "blocking" else []
+    start = ["-m", "trio_echo"] if nofile is None else ["-c", _LIMITED, str(nofile)]
+    return [sys.executable, *start, "serve", "--port", "0", *driver_flags, *flags]
+
+
+class ServerProcess:
+    """A running server child whose output is collected line by line."""
+
+    def __init__(self, process: trio.Process) -> None:
+        self.process = process
+        self.lines: list[bytes] = []
+        self.port = 0
+        self._changed = trio.lowlevel.ParkingLot()
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    async def collect(self) -> None:
+        """Read the child's output into :attr:`lines` until it closes it."""
+        assert self.process.stdout is not None
+        pending = b""
+        async for data in self.process.stdout:
+            pending += data
+            *whole, pending = pending.split(b"\n")
+            self.lines.extend(whole)
+            self._changed.unpark_all()
+        if pending:
+            self.lines.append(pending)
+        self._changed.unpark_all()
+
+    def count(self, pattern: re.Pattern[bytes]) -> int:
+        """Output lines so far that match *pattern*."""
+        return sum(1 for line in self.lines if pattern.search(line))
+
+    async def wait_for_lines(self, pattern: re.Pattern[bytes], count: int = 1) -> None:
+        """Return once *count* output lines match *pattern*."""
+        while self.count(pattern) < count:
+            if self.process.returncode is not None:
+                raise RuntimeError(f"the server exited with {self.process.returncode}")
+            await self._changed.park()
+
+    def cpu_seconds(self) -> float:
+        """User plus system CPU time of every thread of the child."""
+        with open(f"/proc/{self.pid}/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def rss_bytes(self) -> int:
+        """Resident memory of the child."""
+        with open(f"/proc/{self.pid}/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"VmRSS:"):
+                    return int(line.split()[1]) * 1024
+        raise RuntimeError("no VmRSS line")
+
+    def descriptors(self) -> int:
+        """Open file descriptors of the child."""
+        return len(os.listdir(f"/proc/{self.pid}/fd"))
+
+    async def terminate(self) -> int:
+        """SIGTERM, then the exit code; SIGKILL after :data:`STOP_BOUND` seconds."""
+        if self.process.returncode is None:
+            with suppress(ProcessLookupError):
+                self.process.send_signal(signal.SIGTERM)
+        with trio.move_on_after(STOP_BOUND):
+            return await self.process.wait()
+        self.process.kill()
+        return await self.process.wait()
+
+
+@asynccontextmanager
+async def running_server(
+    driver: str, flags: Sequence[str], *, nofile: int | None = None
+) -> AsyncIterator[ServerProcess]:
+    """Start a server child, wait until it listens, and kill it when the block ends."""
+    process = await trio.lowlevel.open_process(
+        serve_command(driver, flags, nofile=nofile),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    server = ServerProcess(process)
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(server.collect)
+            with trio.fail_after(10):
+                await server.wait_for_lines(LISTENING)
+            found = next(m for line in server.lines if (m := LISTENING.search(line)))
+            server.port = int(found.group(1))
+            try:
+                yield server
+            finally:
+                with trio.CancelScope(shield=True):
+                    if process.returncode is None:
+                        process.kill()
+                    await process.wait()
+    finally:
+        if process.returncode is None:
+            process.kill()

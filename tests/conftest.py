@@ -1,0 +1,34 @@
+"""Fixtures shared by the test modules: the drivers and protocols cases run against.
+
+Tests that take ``server_driver`` run against the Trio and the blocking
+server; tests that also take ``client_driver`` run every client against
+every server. The helpers behind them live in :mod:`loopback`.
+"""
+
+from __future__ import annotations
+
+import pytest
+from loopback import DRIVERS
+
+from trio_echo import Protocol
+
+
+@pytest.fixture(params=DRIVERS, ids=lambda driver: f"{driver}-server")
+def server_driver(request: pytest.FixtureRequest) -> str:
+    """The driver of the server under test."""
+    driver: str = request.param
+    return driver
+
+
+@pytest.fixture(params=DRIVERS, ids=lambda driver: f"{driver}-client")
+def client_driver(request: pytest.FixtureRequest) -> str:
+    """The driver of the client under test."""
+    driver: str = request.param
+    return driver
+
+
+@pytest.fixture(params=list(Protocol), ids=lambda protocol: protocol.value)
+def protocol(request: pytest.FixtureRequest) -> Protocol:
+    """The wire protocol under test."""
+    value: Protocol = request.param
+    return value

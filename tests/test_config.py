@@ -1,0 +1,112 @@
+"""Configuration: frozen values, checked when built, with errors that name the field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import pytest
+
+from trio_echo import ClientConfig, ConfigError, Protocol, ServerConfig
+
+
+def test_defaults_follow_the_seed_but_listen_on_loopback() -> None:
+    server, client = ServerConfig(), ClientConfig()
+    assert (server.host, server.port, server.protocol, server.once) == (
+        "127.0.0.1",
+        3100,
+        Protocol.REPLY,
+        False,
+    )
+    assert (client.host, client.port, client.count, client.connections) == ("127.0.0.1", 3100, 7, 1)
+    assert client.messages() == [f"{i} - Send Message".encode() for i in range(7)]
+
+
+@pytest.mark.parametrize("config", [ServerConfig(), ClientConfig()], ids=["server", "client"])
+def test_configuration_is_frozen(config: ServerConfig | ClientConfig) -> None:
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        config.port = 1  # type: ignore[misc]
+    assert attrs.evolve(config, port=1).port == 1
+
+
+@pytest.mark.parametrize(
+    ("kind", "field", "value"),
+    [
+        (ServerConfig, "port", -1),
+        (ServerConfig, "port", 65536),
+        (ServerConfig, "port", "3100"),
+        (ServerConfig, "port", True),
+        (ServerConfig, "host", ""),
+        (ServerConfig, "host", "evil\nhost"),
+        (ServerConfig, "protocol", "reply"),
+        (ServerConfig, "once", "yes"),
+        (ServerConfig, "max_line", 0),
+        (ServerConfig, "idle_timeout", -1.0),
+        (ServerConfig, "idle_timeout", 0),
+        (ServerConfig, "idle_timeout", float("inf")),
+        (ServerConfig, "idle_timeout", float("nan")),
+        (ServerConfig, "send_timeout", -5),
+        (ServerConfig, "grace", -0.5),
+        (ServerConfig, "max_connections", 0),
+        (ServerConfig, "backlog", -1),
+        (ServerConfig, "receive_size", 0),
+        (ClientConfig, "port", 70000),
+        (ClientConfig, "protocol", None),
+        (ClientConfig, "count", 0),
+        (ClientConfig, "count", -3),
+        (ClientConfig, "count", 2.5),
+        (ClientConfig, "connections", 0),
+        (ClientConfig, "timeout", -1),
+        (ClientConfig, "timeout", 0.0),
+        (ClientConfig, "max_line", -1),
+        (ClientConfig, "message", ""),
+        (ClientConfig, "message", 5),
+    ],
+)
+def test_bad_values_fail_at_construction_naming_the_field(
+    kind: type[ServerConfig | ClientConfig], field: str, value: Any
+) -> None:
+    with pytest.raises(ConfigError, match=field):
+        kind(**{field: value})
+
+
+def test_a_greeting_message_is_one_line() -> None:
+    with pytest.raises(ConfigError, match="message"):
+        ClientConfig(protocol=Protocol.GREETING, message="two\nlines")
+    assert ClientConfig(protocol=Protocol.REPLY, message="two\nlines").messages()[0] == (
+        b"two\nlines"
+    )
+
+
+def test_config_error_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match="port"):
+        ServerConfig(port=-1)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"idle_timeout": None, "send_timeout": None, "grace": 0},
+        {"port": 0, "idle_timeout": 0.001},
+        {"port": 65535, "protocol": Protocol.ECHO, "once": True},
+    ],
+)
+def test_good_server_values_are_kept(fields: dict[str, Any]) -> None:
+    config = ServerConfig(**fields)
+    assert all(getattr(config, name) == value for name, value in fields.items())
+
+
+def test_messages_follow_the_template_and_protocol() -> None:
+    assert ClientConfig(message="m{i}", count=3).messages() == [b"m0", b"m1", b"m2"]
+    assert ClientConfig(protocol=Protocol.GREETING).messages() == [b"Hello from client"]
+    assert ClientConfig(protocol=Protocol.GREETING, count=5).messages() == [b"Hello from client"]
+    assert ClientConfig(protocol=Protocol.ECHO, count=2).messages() == [
+        b"0 - Send Message",
+        b"1 - Send Message",
+    ]
+
+
+def test_messages_keep_bytes_that_are_not_utf8() -> None:
+    raw = b"\x00\xff\xc3\x28 caf\xc3\xa9"
+    text = raw.decode("utf-8", "surrogateescape")
+    assert ClientConfig(message=text, count=1).messages() == [raw]

@@ -1,0 +1,109 @@
+"""Policies both servers share for faults they can only wait out.
+
+Two situations need the same answer in the Trio and the blocking driver:
+
+* ``accept`` fails because the process is out of descriptors or memory
+  (EMFILE, ENFILE, ENOMEM, ENOBUFS). The server pauses and retries; logging
+  every retry would flood the log ten times a second, so
+  :class:`AcceptFailureLog` writes the first failure at once, then at most
+  one line per :data:`ACCEPT_LOG_INTERVAL` with a count, and one line when
+  accepting works again.
+* A conversation ends while the peer may still be sending (a greeting after
+  its line). Closing a socket with unread input makes the kernel answer with
+  a reset, which can destroy the reply in flight and fails the peer's
+  writes. The drivers close the way nginx's ``lingering_close`` does: send
+  end-of-input, then read and discard for at most :func:`linger_seconds`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from .config import ServerConfig
+from .os_errors import describe_os_error
+
+logger = logging.getLogger("trio_echo.server")
+
+ACCEPT_LOG_INTERVAL = 10.0
+"""Seconds between two log lines about the same run of failed accepts."""
+
+LINGER_SECONDS = 5.0
+"""Longest drain of a finished connection's input (nginx's ``lingering_timeout``)."""
+
+LINGER_READ_SIZE = 65536
+"""Bytes read and discarded at a time while lingering."""
+
+
+def linger_seconds(config: ServerConfig) -> float:
+    """How long a finished connection drains its input: never longer than its idle timeout."""
+    if config.idle_timeout is None:
+        return LINGER_SECONDS
+    return min(LINGER_SECONDS, config.idle_timeout)
+
+
+class AcceptFailureLog:
+    """Reports a run of failed accepts in a few lines, whatever its length.
+
+    *clock* is the driver's clock, so the blocking driver in virtual time and
+    the Trio driver under a mock clock rate-limit in virtual seconds. Safe to
+    share between accepting threads.
+    """
+
+    def __init__(
+        self,
+        clock: Callable[[], float],
+        *,
+        interval: float = ACCEPT_LOG_INTERVAL,
+        log: logging.Logger = logger,
+    ) -> None:
+        self._clock = clock
+        self._interval = interval
+        self._log = log
+        self._lock = threading.Lock()
+        self._failures = 0
+        self._unreported = 0
+        self._started = 0.0
+        self._last_line = 0.0
+
+    def failed(self, exc: OSError, retry: float) -> None:
+        """An accept failed with *exc*; the caller retries after *retry* seconds."""
+        with self._lock:
+            now = self._clock()
+            self._failures += 1
+            self._unreported += 1
+            if self._failures == 1:
+                self._started = now
+                self._last_line = now
+                self._unreported = 0
+                self._log.error(
+                    "accept failed: %s; retrying every %g s (repeats logged every %g s)",
+                    describe_os_error(exc),
+                    retry,
+                    self._interval,
+                )
+            elif now - self._last_line >= self._interval:
+                self._log.error(
+                    "accept still failing: %s; %d failures in the last %.0f s",
+                    describe_os_error(exc),
+                    self._unreported,
+                    now - self._last_line,
+                )
+                self._last_line = now
+                self._unreported = 0
+
+    def succeeded(self) -> None:
+        """An accept worked: close the current run of failures, if any, with one line."""
+        if not self._failures:
+            return
+        with self._lock:
+            if not self._failures:
+                return
+            self._log.warning(
+                "accept recovered after %d failures in %.1f s",
+                self._failures,
+                self._clock() - self._started,
+            )
+            self._failures = 0
+            self._unreported = 0
