@@ -91,7 +91,6 @@ class ClientSession:
                 return True
         return False
 
-
     def timed_out(self, where: str, seconds: float) -> TrioEchoError:
         """The error for a reply that did not complete within *seconds*.
 
