@@ -163,6 +163,18 @@ class ServerStats:
 class ConnectionRecord:
     """The life of one server connection, as both drivers report it."""
 
+    __slots__ = (
+        "_clock",
+        "_ended",
+        "_sink",
+        "_stats",
+        "_wants_messages",
+        "bytes_in",
+        "bytes_out",
+        "connection",
+        "peer",
+    )
+
     def __init__(
         self,
         connection: int,

@@ -19,6 +19,8 @@ from .events import ClientEvent, Close, ServerEvent
 class ServerCodec(abc.ABC):
     """Server side of one connection: bytes from the peer in, events out."""
 
+    __slots__ = ("_finished",)
+
     def __init__(self) -> None:
         self._finished = False
 

@@ -11,6 +11,8 @@ from .events import Close, Received, ReplyReceived, Send, ServerEvent
 class EchoServer(ServerCodec):
     """Server side: sends back what it reads until the peer closes."""
 
+    __slots__ = ()
+
     def _on_data(self, data: bytes) -> list[ServerEvent]:
         return [Received(data), Send(data)]
 

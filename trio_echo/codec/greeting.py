@@ -19,6 +19,8 @@ SERVER_GREETING = b"Hello From Server\n"
 class LineBuffer:
     """Collects one line of at most *limit* bytes (newline not counted)."""
 
+    __slots__ = ("_limit", "_pending")
+
     def __init__(self, limit: int) -> None:
         self._limit = limit
         self._pending = bytearray()
@@ -47,6 +49,8 @@ class LineBuffer:
 
 class GreetingServer(ServerCodec):
     """Server side: one line in, the greeting out, then close."""
+
+    __slots__ = ("_line",)
 
     def __init__(self, max_line: int) -> None:
         super().__init__()

@@ -30,6 +30,8 @@ def reply_for(chunk: bytes) -> bytes:
 class ReplyServer(ServerCodec):
     """Server side: every chunk read goes straight back, prefixed."""
 
+    __slots__ = ()
+
     def _on_data(self, data: bytes) -> list[ServerEvent]:
         return [Received(data), Send(reply_for(data))]
 

@@ -50,14 +50,19 @@ _IGNORABLE_ACCEPT_ERRNOS = {
 }
 
 
+def _stream_error(exc: OSError) -> trio.ClosedResourceError | trio.BrokenResourceError:
+    """The stream error Trio's own SocketStream raises for *exc*."""
+    if exc.errno in _CLOSED_ERRNOS:
+        return trio.ClosedResourceError("the socket was already closed")
+    return trio.BrokenResourceError(f"socket connection broken: {exc}")
+
+
 @contextlib.contextmanager
 def _stream_errors() -> Iterator[None]:
     try:
         yield
     except OSError as exc:
-        if exc.errno in _CLOSED_ERRNOS:
-            raise trio.ClosedResourceError("the socket was already closed") from None
-        raise trio.BrokenResourceError(f"socket connection broken: {exc}") from exc
+        raise _stream_error(exc) from exc
 
 
 class FastSocketStream(trio.abc.HalfCloseableStream):
@@ -82,15 +87,23 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
         if size < 1:
             raise ValueError("max_bytes must be >= 1")
         await checkpoint_if_cancelled()
-        with _stream_errors():
-            while True:
-                try:
-                    data = self.socket.recv(size)
-                except BlockingIOError:
-                    await self._park(trio.lowlevel.wait_readable)
-                    continue
+        # Written out rather than through _stream_errors(), and waiting outside
+        # the except clause (which would keep the exception alive): an idle
+        # connection waits here, and all it keeps alive costs memory.
+        while True:
+            try:
+                data: bytes | None = self.socket.recv(size)
+            except BlockingIOError:
+                data = None
+            except OSError as exc:
+                raise _stream_error(exc) from exc
+            if data is not None:
                 await self._maybe_yield()
                 return data
+            if self.socket.fileno() == -1:
+                raise trio.ClosedResourceError("the socket was already closed")
+            self._unparked = 0
+            await trio.lowlevel.wait_readable(self.socket)
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         """Send every byte of *data*, parking only while the kernel's buffer is full."""
@@ -105,8 +118,10 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
                 while sent < len(view):
                     try:
                         sent += self.socket.send(view[sent:])
+                        continue
                     except BlockingIOError:
-                        await self._park(trio.lowlevel.wait_writable)
+                        pass
+                    await self._park(trio.lowlevel.wait_writable)
                 await self._maybe_yield()
 
     async def wait_send_all_might_not_block(self) -> None:
@@ -173,18 +188,19 @@ class FastSocketListener(trio.abc.Listener[FastSocketStream]):
             try:
                 conn, sockaddr = self.socket.accept()
             except BlockingIOError:
-                if self.socket.fileno() == -1:
-                    raise trio.ClosedResourceError("the listener was closed") from None
-                await trio.lowlevel.wait_readable(self.socket)
-                continue
+                conn = None
             except OSError as exc:
                 if exc.errno in _CLOSED_ERRNOS:
                     raise trio.ClosedResourceError("the listener was closed") from None
                 if exc.errno in _IGNORABLE_ACCEPT_ERRNOS:
                     continue
                 raise
-            await checkpoint()
-            return FastSocketStream(conn, Address.from_sockaddr(sockaddr))
+            if conn is not None:
+                await checkpoint()
+                return FastSocketStream(conn, Address.from_sockaddr(sockaddr))
+            if self.socket.fileno() == -1:
+                raise trio.ClosedResourceError("the listener was closed")
+            await trio.lowlevel.wait_readable(self.socket)
 
     async def aclose(self) -> None:
         """Stop listening."""

@@ -116,6 +116,14 @@ class TrioServer:
                 await trio.sleep(ACCEPT_RETRY_SECONDS)
 
     async def _serve(self, stream: trio.abc.Stream) -> None:
+        """Hold one connection from accept to close; its failure ends it and nothing else.
+
+        The conversation loop is written out here rather than in a helper
+        coroutine: an idle connection's memory is mostly the frames it waits in.
+        """
+        config = self.config
+        idle = math.inf if config.idle_timeout is None else config.idle_timeout
+        patience = math.inf if config.send_timeout is None else config.send_timeout
         try:
             record = ConnectionRecord(
                 next(self._ids),
@@ -125,8 +133,29 @@ class TrioServer:
                 stats=self.stats,
             )
             codec = self.codec_factory()
+            data, sending = b"", False
             try:
-                record.close(await self._converse(stream, codec, record))
+                with trio.CancelScope() as timer:
+                    while not codec.finished:
+                        timer.deadline = trio.current_time() + idle
+                        data = bytes(await stream.receive_some(config.receive_size))
+                        events = codec.receive_data(data) if data else codec.receive_eof()
+                        outgoing = record.handle(events, len(data))
+                        if outgoing:
+                            sending = True
+                            timer.deadline = trio.current_time() + patience
+                            await stream.send_all(outgoing)
+                            record.sent(len(outgoing))
+                            sending = False
+                    if data:
+                        timer.deadline = math.inf
+                        await _linger(stream, record, linger_seconds(config))
+                if not timer.cancelled_caught:
+                    record.close("conversation complete" if data else "closed by peer")
+                elif sending:
+                    raise NetworkError(f"peer took no data for {patience:g} s")
+                else:
+                    record.close(f"idle for {idle:g} s")
             except trio.Cancelled:
                 record.close("server shut down")
                 raise
@@ -136,35 +165,6 @@ class TrioServer:
                 await trio.aclose_forcefully(stream)
         finally:
             self._slots.release()
-
-    async def _converse(
-        self, stream: trio.abc.Stream, codec: ServerCodec, record: ConnectionRecord
-    ) -> str:
-        """Run the conversation to its end; return why it ended."""
-        config = self.config
-        idle = math.inf if config.idle_timeout is None else config.idle_timeout
-        patience = math.inf if config.send_timeout is None else config.send_timeout
-        sending = False
-        with trio.CancelScope() as timer:
-            while not codec.finished:
-                timer.deadline = trio.current_time() + idle
-                data = bytes(await stream.receive_some(config.receive_size))
-                events = codec.receive_data(data) if data else codec.receive_eof()
-                outgoing = record.handle(events, len(data))
-                if outgoing:
-                    sending = True
-                    timer.deadline = trio.current_time() + patience
-                    await stream.send_all(outgoing)
-                    record.sent(len(outgoing))
-                    sending = False
-            if not data:
-                return "closed by peer"
-            timer.deadline = math.inf
-            await _linger(stream, record, linger_seconds(config))
-            return "conversation complete"
-        if sending:
-            raise NetworkError(f"peer took no data for {patience:g} s")
-        return f"idle for {idle:g} s"
 
 
 async def _linger(stream: trio.abc.Stream, record: ConnectionRecord, seconds: float) -> None:
