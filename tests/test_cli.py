@@ -79,7 +79,7 @@ def test_client_holds_the_seed_conversation_with_serve(
 
     assert code == 0
     assert stdout[-1] == (
-        f"served 1 connections, {SEED_BYTES_IN} bytes in, {SEED_BYTES_OUT} bytes out, 0 errors"
+        f"served 1 connection, {SEED_BYTES_IN} bytes in, {SEED_BYTES_OUT} bytes out, 0 errors"
     )
     assert any('received 16 bytes: "0 - Send Message"' in line for line in stderr)
     assert "Traceback" not in "\n".join(stderr)
@@ -132,7 +132,7 @@ def test_serve_once_exits_after_one_client(server_driver: str) -> None:
     assert code == 0
     assert stdout[0] == f"echo server ({server_driver}) listening on {HOST}:{server.port}"
     assert stdout[-1] == (
-        f"served 1 connections, {SEED_BYTES_IN} bytes in, {SEED_BYTES_IN} bytes out, 0 errors"
+        f"served 1 connection, {SEED_BYTES_IN} bytes in, {SEED_BYTES_IN} bytes out, 0 errors"
     )
 
 

@@ -155,9 +155,13 @@ class ServerStats:
     def summary(self) -> str:
         """One line for the end of a server's life."""
         return (
-            f"served {self.connections} connections, {self.bytes_in} bytes in, "
-            f"{self.bytes_out} bytes out, {self.errors} errors"
+            f"served {_count(self.connections, 'connection')}, {self.bytes_in} bytes in, "
+            f"{self.bytes_out} bytes out, {_count(self.errors, 'error')}"
         )
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
 class ConnectionRecord:

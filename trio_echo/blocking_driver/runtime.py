@@ -186,6 +186,10 @@ class SocketListener:
             except BlockingIOError:
                 self._selector.select()
                 continue
+            except OSError:
+                if self._closed:  # close() from another thread won the race
+                    raise ListenerClosed() from None
+                raise
             conn.setblocking(True)
             return SocketStream(conn), _peer(peer)
 
