@@ -18,6 +18,7 @@ from typing import Protocol
 import attrs
 
 from .address import Address
+from .codec.base import ServerCodec
 from .codec.events import Discarded, Received, Send, ServerEvent
 from .errors import NetworkError, TrioEchoError
 from .escape import escape
@@ -198,6 +199,15 @@ class ConnectionRecord:
         self._ended = False
         self._wants_messages = wants_messages(sink)
         sink(Connected(connection, peer, clock()))
+
+    def respond(self, codec: ServerCodec, data: bytes | bytearray) -> bytes:
+        """Feed what was read (``b""`` for end of input) to *codec*; return what to send.
+
+        Both drivers call this for every read, so the conversation itself is
+        one piece of code whichever driver moves the bytes.
+        """
+        data = bytes(data)
+        return self.handle(codec.receive_data(data) if data else codec.receive_eof(), len(data))
 
     def handle(self, events: Iterable[ServerEvent], received: int = 0) -> bytes:
         """Report the codec's *events* for a read of *received* bytes; return what to send.

@@ -19,15 +19,21 @@ from .events import ClientEvent, Close, ServerEvent
 class ServerCodec(abc.ABC):
     """Server side of one connection: bytes from the peer in, events out."""
 
-    __slots__ = ("_finished",)
+    __slots__ = ("_finished", "_peer_closed")
 
     def __init__(self) -> None:
         self._finished = False
+        self._peer_closed = False
 
     @property
     def finished(self) -> bool:
         """True once :class:`~trio_echo.codec.events.Close` has been emitted."""
         return self._finished
+
+    @property
+    def peer_closed(self) -> bool:
+        """True once :meth:`receive_eof` has been called: the peer ended its side."""
+        return self._peer_closed
 
     def receive_data(self, data: bytes) -> list[ServerEvent]:
         """Feed bytes read from the peer; return what happened and what to send.
@@ -50,7 +56,7 @@ class ServerCodec(abc.ABC):
         if self._finished:
             raise LocalProtocolError("the conversation is over: end of input was already handled")
         events = self._on_eof()
-        self._finished = True
+        self._finished = self._peer_closed = True
         return events
 
     @abc.abstractmethod

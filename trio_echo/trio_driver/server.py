@@ -133,25 +133,24 @@ class TrioServer:
                 stats=self.stats,
             )
             codec = self.codec_factory()
-            data, sending = b"", False
+            sending = False
             try:
                 with trio.CancelScope() as timer:
                     while not codec.finished:
                         timer.deadline = trio.current_time() + idle
-                        data = bytes(await stream.receive_some(config.receive_size))
-                        events = codec.receive_data(data) if data else codec.receive_eof()
-                        outgoing = record.handle(events, len(data))
+                        received = await stream.receive_some(config.receive_size)
+                        outgoing = record.respond(codec, received)
                         if outgoing:
                             sending = True
                             timer.deadline = trio.current_time() + patience
                             await stream.send_all(outgoing)
                             record.sent(len(outgoing))
-                            sending = False
-                    if data:
+                            sending, outgoing = False, b""  # nothing kept alive while idle
+                    if not codec.peer_closed:
                         timer.deadline = math.inf
                         await _linger(stream, record, linger_seconds(config))
                 if not timer.cancelled_caught:
-                    record.close("conversation complete" if data else "closed by peer")
+                    record.close("closed by peer" if codec.peer_closed else "conversation complete")
                 elif sending:
                     raise NetworkError(f"peer took no data for {patience:g} s")
                 else:
