@@ -7,6 +7,7 @@ one peer never lets the kernel run dry.
 
 from __future__ import annotations
 
+import itertools
 import socket
 
 import pytest
@@ -136,3 +137,26 @@ async def test_listener_accepts_fast_streams_with_peer_address() -> None:
                     assert accepted.peer == Address(*client.socket.getsockname()[:2])
                     await client.send_all(b"hello")
                     assert await accepted.receive_some() == b"hello"
+
+
+async def test_receives_take_turns_when_data_is_always_waiting() -> None:
+    """A peer that is always ahead does not let its connection run ahead of others."""
+    pairs = [fast_pair(), fast_pair()]
+    order: list[int] = []
+
+    async def read(index: int, stream: FastSocketStream) -> None:
+        for _ in range(20):
+            assert await stream.receive_some(1) == b"x"
+            order.append(index)
+
+    with trio.fail_after(5):
+        for left, _right in pairs:
+            await left.send_all(b"x" * 20)
+        async with trio.open_nursery() as nursery:
+            for index, (_left, right) in enumerate(pairs):
+                nursery.start_soon(read, index, right)
+    longest_run = max(len(list(run)) for _index, run in itertools.groupby(order))
+    assert longest_run <= 2, order
+    for left, right in pairs:
+        await left.aclose()
+        await right.aclose()

@@ -1,16 +1,18 @@
 """A TCP stream and listener for Trio that yield only when they must.
 
 Trio's :class:`trio.SocketStream` makes every successful send and receive a
-full scheduler pass, so an echo round trip costs three passes (and the
-``epoll_wait`` each one makes) where one would do. :class:`FastSocketStream`
-calls the kernel first and parks the task only when the kernel answers
-``EAGAIN``. It keeps Trio's guarantees:
+full scheduler pass, so an echo round trip costs two or three passes (and
+the ``epoll_wait`` each one makes) where one would do. :class:`FastSocketStream`
+calls the kernel first and yields once per receive: by parking when the
+kernel answers ``EAGAIN``, or by one scheduler pass when data was waiting.
+It keeps Trio's guarantees:
 
 * every call checks for cancellation before touching the socket, so a
   cancelled or timed-out task never consumes or sends bytes;
-* after :data:`YIELD_EVERY` consecutive operations that did not park it
-  makes a full checkpoint, so a client flooding one connection cannot starve
-  the others, and deadlines fire;
+* every receive yields, so connections take turns one round trip at a time
+  however fast their peers are, and deadlines fire; sends that never park
+  yield every :data:`YIELD_EVERY` calls, so a pure sender cannot starve
+  the others either;
 * socket errors surface as :class:`trio.BrokenResourceError` (with the
   ``OSError`` as cause) or :class:`trio.ClosedResourceError`, exactly like
   Trio's own stream, so callers cannot tell the two apart.
@@ -24,12 +26,17 @@ import socket
 from collections.abc import Awaitable, Callable, Iterator
 
 import trio
-from trio.lowlevel import checkpoint, checkpoint_if_cancelled, notify_closing
+from trio.lowlevel import (
+    cancel_shielded_checkpoint,
+    checkpoint,
+    checkpoint_if_cancelled,
+    notify_closing,
+)
 
 from ..address import Address
 
 YIELD_EVERY = 16
-"""Operations a stream may complete without parking before it yields anyway."""
+"""Sends a stream may complete without parking before it yields anyway."""
 
 DEFAULT_RECEIVE_SIZE = 65536
 
@@ -82,11 +89,18 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
         self._eof_sent = False
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        """Bytes the peer sent (at most *max_bytes*), or ``b""`` once it closed."""
+        """Bytes the peer sent (at most *max_bytes*), or ``b""`` once it closed.
+
+        Every call yields to the scheduler exactly once: by waiting when the
+        kernel has nothing yet, or, when data was already waiting, by a
+        scheduler pass after taking it. So a connection whose peer is always
+        ahead still takes its turn with the others, one receive at a time.
+        """
         size = DEFAULT_RECEIVE_SIZE if max_bytes is None else max_bytes
         if size < 1:
             raise ValueError("max_bytes must be >= 1")
         await checkpoint_if_cancelled()
+        waited = False
         # Written out rather than through _stream_errors(), and waiting outside
         # the except clause (which would keep the exception alive): an idle
         # connection waits here, and all it keeps alive costs memory.
@@ -98,31 +112,44 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
             except OSError as exc:
                 raise _stream_error(exc) from exc
             if data is not None:
-                await self._maybe_yield()
+                if not waited:
+                    await cancel_shielded_checkpoint()
                 return data
             if self.socket.fileno() == -1:
                 raise trio.ClosedResourceError("the socket was already closed")
-            self._unparked = 0
+            waited = True
             await trio.lowlevel.wait_readable(self.socket)
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        """Send every byte of *data*, parking only while the kernel's buffer is full."""
+        """Send every byte of *data*, parking only while the kernel's buffer is full.
+
+        A send the kernel takes at once does not yield (the receive that
+        follows it in a conversation does), except every :data:`YIELD_EVERY`
+        sends in a row, so a task that only sends cannot starve the others.
+        """
         if self._eof_sent:
             raise trio.ClosedResourceError("can't send data after sending EOF")
-        with self._exclusive_send():
+        if self._sending:
+            raise trio.BusyResourceError("another task is already sending on this stream")
+        self._sending = True
+        try:
             await checkpoint_if_cancelled()
-            with _stream_errors(), memoryview(data) as view:
-                if self.socket.fileno() == -1:
-                    raise trio.ClosedResourceError("the socket was already closed")
+            if self.socket.fileno() == -1:
+                raise trio.ClosedResourceError("the socket was already closed")
+            with memoryview(data) as view:
                 sent = 0
                 while sent < len(view):
                     try:
-                        sent += self.socket.send(view[sent:])
+                        sent += self.socket.send(view[sent:] if sent else view)
                         continue
                     except BlockingIOError:
                         pass
+                    except OSError as exc:
+                        raise _stream_error(exc) from exc
                     await self._park(trio.lowlevel.wait_writable)
-                await self._maybe_yield()
+            await self._maybe_yield()
+        finally:
+            self._sending = False
 
     async def wait_send_all_might_not_block(self) -> None:
         """Return once the kernel has room for more outgoing bytes."""
