@@ -165,21 +165,19 @@ class BlockingServer:
     def _converse(self, stream: Stream, codec: ServerCodec, record: ConnectionRecord) -> str:
         """Run the conversation to its end; return why it ended."""
         config = self.config
-        data = b""
         while not codec.finished:
             try:
-                data = stream.recv(config.receive_size, config.idle_timeout)
+                received = stream.recv(config.receive_size, config.idle_timeout)
             except TimeoutError:
                 return f"idle for {config.idle_timeout:g} s"
-            events = codec.receive_data(data) if data else codec.receive_eof()
-            outgoing = record.handle(events, len(data))
+            outgoing = record.respond(codec, received)
             if outgoing:
                 try:
                     stream.sendall(outgoing, config.send_timeout)
                 except TimeoutError:
                     raise NetworkError(f"peer took no data for {config.send_timeout:g} s") from None
                 record.sent(len(outgoing))
-        if not data:
+        if codec.peer_closed:
             return "closed by peer"
         self._linger(stream, record)
         return "conversation complete"
@@ -201,6 +199,7 @@ class BlockingServer:
                     break
                 drained += len(data)
         except (TimeoutError, OSError):
-            pass
+            if self._aborting:
+                raise  # cut by shutdown: reported as "server shut down", as by the Trio server
         if drained:
             record.handle([Discarded(drained)], drained)

@@ -1,0 +1,53 @@
+"""``python -m trio_echo.testing``: list, replay and sweep the scenario table."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from trio_echo.testing import SCENARIOS
+from trio_echo.testing.__main__ import main
+
+
+def test_list_names_every_scenario(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for scenario in SCENARIOS:
+        assert scenario.name in out
+    assert "drivers may differ" in out
+
+
+def test_replay_prints_the_transcript_and_the_same_digest_for_both_drivers(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["replay", "idle-timeout", "--seed", "3"]) == 0
+    out = capsys.readouterr().out
+    assert '"reason": "idle for 60 s"' in out
+    digests = {line.split("sha256 ")[1] for line in out.splitlines() if "sha256 " in line}
+    assert len(digests) == 1
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_sweep_checks_seeds_and_reports(jobs: str, capsys: pytest.CaptureFixture[str]) -> None:
+    arguments = ["sweep", "--seeds", "2", "--first", "40", "--scenario", "faulty-resets"]
+    assert main([*arguments, "--jobs", jobs]) == 0
+    assert "all seeds agree" in capsys.readouterr().out
+
+
+def test_the_module_runs_as_a_command() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "trio_echo.testing", "replay", "seed-session", "--digest-only"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("sha256") == 2
+
+
+def test_an_unknown_scenario_is_named_with_the_choices() -> None:
+    with pytest.raises(KeyError, match="seed-session"):
+        main(["replay", "no-such-scenario"])
