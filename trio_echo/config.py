@@ -93,7 +93,13 @@ class ServerConfig:
     idle_timeout: float | None = attrs.field(default=60.0, validator=_positive_seconds)
     """Close a connection that sends nothing for this long; None waits forever."""
     send_timeout: float | None = attrs.field(default=60.0, validator=_positive_seconds)
-    """Close a connection whose peer takes no bytes for this long; None waits forever."""
+    """Close a connection whose peer stops taking bytes for this long; None waits forever.
+
+    The blocking driver restarts the timer whenever the peer takes a byte
+    (``SO_SNDTIMEO``); the Trio driver, whose streams report no partial
+    progress, gives each write this long as a whole. Either way a client that
+    stops reading cannot hold its slot.
+    """
     max_connections: int = attrs.field(default=1024, validator=_positive_int)
     """Clients served at once; later ones wait in the listen backlog."""
     grace: float = attrs.field(default=5.0, validator=_non_negative_seconds)
