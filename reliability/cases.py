@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 import attrs
 import trio
 
-from .clients import MIB, close_all, connect, exchange, read_to_eof, reset
+from .clients import MIB, close_all, connect, exchange, flood, read_to_eof, reset
 from .procs import ServerProcess, running_server
 
 QUIET = ["--log-level", "warning"]
@@ -104,17 +104,8 @@ async def send_timeout(driver: str) -> Measurement:
     async with running_server(driver, flags) as server:
         client = await connect(server.port, receive_buffer=4096)
         started = trio.current_time()
-
-        async def flood() -> None:
-            chunk = b"\x5a" * 65536
-            try:
-                while True:
-                    await client.send_all(chunk)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                pass
-
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(flood)
+            nursery.start_soon(flood, client)
             with trio.fail_after(10 * SEND_TIMEOUT):
                 await server.wait_for_lines(DROPPED)
             took = trio.current_time() - started

@@ -1,4 +1,4 @@
-"""Raw loopback clients for the figures: connect, exchange, push, reset."""
+"""Raw loopback clients for the figures and the fault tests: connect, exchange, flood, reset."""
 
 from __future__ import annotations
 
@@ -11,13 +11,15 @@ HOST = "127.0.0.1"
 MIB = 2**20
 
 
-async def connect(port: int, *, receive_buffer: int | None = None) -> trio.SocketStream:
-    """A TCP connection to the server; *receive_buffer* shrinks the kernel's receive buffer."""
+async def connect(
+    port: int, *, host: str = HOST, receive_buffer: int | None = None
+) -> trio.SocketStream:
+    """A TCP connection to *host*:*port*; *receive_buffer* shrinks the kernel's receive buffer."""
     sock = trio.socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     if receive_buffer is not None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
     try:
-        await sock.connect((HOST, port))
+        await sock.connect((host, port))
     except BaseException:
         sock.close()
         raise
@@ -36,12 +38,22 @@ async def exchange(stream: trio.SocketStream, message: bytes) -> bytes:
     return received
 
 
-async def read_to_eof(stream: trio.SocketStream) -> bytes:
-    """Everything the server sends until it closes its side."""
+async def read_to_eof(stream: trio.abc.ReceiveStream) -> bytes:
+    """Everything the peer sends until it closes its side."""
     chunks = []
     while data := await stream.receive_some(65536):
         chunks.append(data)
     return b"".join(chunks)
+
+
+async def flood(stream: trio.SocketStream) -> None:
+    """Send to *stream* without reading until the server breaks the connection or it is closed."""
+    chunk = b"\x5a" * 65536
+    try:
+        while True:
+            await stream.send_all(chunk)
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        pass
 
 
 async def reset(stream: trio.SocketStream) -> None:

@@ -12,7 +12,9 @@ connection cap being served), it says how long it looked, and where it
 measures (CPU time while out of descriptors), over which window.
 
 The tests that need a process of their own (out of descriptors, SIGTERM)
-run ``trio-echo serve`` as a child and stop it before they end.
+run ``trio-echo serve`` as a child with
+:func:`reliability.procs.running_server`, which kills it if it is still
+running when the test ends.
 """
 
 from __future__ import annotations
@@ -28,19 +30,10 @@ from typing import Any
 
 import pytest
 import trio
-from hardening_helpers import (
-    DRIVERS,
-    HOST,
-    Served,
-    ServerProcess,
-    exchange,
-    half_close_round_trip,
-    peer_of,
-    read_to_eof,
-    reset,
-    serving,
-)
+from hardening_helpers import DRIVERS, Served, half_close_round_trip, peer_of, serving
 
+from reliability.clients import HOST, exchange, flood, read_to_eof, reset
+from reliability.procs import running_server
 from trio_echo import Address, ConnectionFailed, Disconnected, Protocol, ServerConfig
 from trio_echo.codec import SERVER_GREETING, EchoServer, ReplyMatcher, ServerEvent
 from trio_echo.connection_log import BytesDiscarded, Connected, MessageReceived
@@ -250,17 +243,8 @@ async def test_client_that_stops_reading_is_dropped_with_bounded_buffering(drive
     with trio.fail_after(BOUND):
         async with serving(driver, config) as served:
             client = await served.connect(receive_buffer=4096)
-
-            async def flood() -> None:
-                chunk = b"\x5a" * 65536
-                try:
-                    while True:
-                        await client.send_all(chunk)
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    pass
-
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(flood)
+                nursery.start_soon(flood, client)
                 ended = await served.recorder.end_of(peer_of(client))
                 nursery.cancel_scope.cancel()
             await client.aclose()
@@ -347,22 +331,19 @@ NOFILE = 40
 
 async def test_out_of_descriptors_waits_quietly_and_recovers(driver: str) -> None:
     flags = ["--protocol", "echo", "--log-level", "warning"]
-    flags += ["--blocking"] if driver == "blocking" else []
     with trio.fail_after(3 * BOUND):
-        async with trio.open_nursery() as nursery:
-            server = ServerProcess(flags, nofile=NOFILE)
+        async with running_server(driver, flags, nofile=NOFILE) as server:
             clients: list[trio.SocketStream] = []
             try:
-                await server.start(nursery)
                 while server.count(ACCEPT_FAILED) == 0:
                     clients.append(await trio.open_tcp_stream(HOST, server.port))
                     if len(clients) > NOFILE:
-                        await server.wait_for_line(ACCEPT_FAILED)
+                        await server.wait_for_lines(ACCEPT_FAILED)
                 # Out of descriptors: measure CPU and log lines over a fixed window.
                 cpu_before, lines_before = server.cpu_seconds(), server.count(ACCEPT_LOG)
                 await trio.sleep(0.5)
                 cpu_used = server.cpu_seconds() - cpu_before
-                assert server.returncode is None, "the server died"
+                assert server.process.returncode is None, "the server died"
                 assert cpu_used < 0.15, f"{cpu_used:.2f} s of CPU in 0.5 s: spinning"
                 assert server.count(ACCEPT_LOG) == lines_before == 1
 
@@ -371,13 +352,11 @@ async def test_out_of_descriptors_waits_quietly_and_recovers(driver: str) -> Non
                 late = await trio.open_tcp_stream(HOST, server.port)
                 async with late:
                     assert await exchange(late, b"recovered") == b"recovered"
-                await server.wait_for_line(RECOVERED)
-                assert await server.stop() == 0
+                await server.wait_for_lines(RECOVERED)
+                assert await server.terminate() == 0
             finally:
                 for client in clients:
                     await client.aclose()
-                with trio.CancelScope(shield=True):
-                    await server.stop()
 
 
 def test_accept_failure_log_writes_a_few_lines_for_a_long_run(
@@ -408,24 +387,17 @@ SIGTERMED_SUMMARY = re.compile(rb"^served 3 connections, \d+ bytes in, \d+ bytes
 async def test_sigterm_ends_sessions_after_the_grace_and_exits_zero(driver: str) -> None:
     grace = 0.3
     flags = ["--protocol", "echo", "--log-level", "warning", "--grace", str(grace)]
-    flags += ["--blocking"] if driver == "blocking" else []
     with trio.fail_after(BOUND):
-        async with trio.open_nursery() as nursery:
-            server = ServerProcess(flags)
-            try:
-                await server.start(nursery)
-                clients = [await trio.open_tcp_stream(HOST, server.port) for _ in range(3)]
-                for client in clients:
-                    assert await exchange(client, b"mid-session") == b"mid-session"
-                started = trio.current_time()
-                assert await server.stop() == 0
-                took = trio.current_time() - started
-                for client in clients:
-                    assert await read_to_eof(client) == b""
-                    await client.aclose()
-            finally:
-                with trio.CancelScope(shield=True):
-                    await server.stop()
+        async with running_server(driver, flags) as server:
+            clients = [await trio.open_tcp_stream(HOST, server.port) for _ in range(3)]
+            for client in clients:
+                assert await exchange(client, b"mid-session") == b"mid-session"
+            started = trio.current_time()
+            assert await server.terminate() == 0
+            took = trio.current_time() - started
+            for client in clients:
+                assert await read_to_eof(client) == b""
+                await client.aclose()
     assert grace * 0.9 <= took < grace + 2.0
     assert server.count(SIGTERMED_SUMMARY) == 1
 
