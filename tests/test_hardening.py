@@ -37,8 +37,7 @@ from reliability.procs import running_server
 from trio_echo import Address, ConnectionFailed, Disconnected, Protocol, ServerConfig
 from trio_echo.codec import SERVER_GREETING, EchoServer, ReplyMatcher, ServerEvent
 from trio_echo.connection_log import BytesDiscarded, Connected, MessageReceived
-from trio_echo.faults import ACCEPT_LOG_INTERVAL, AcceptFailureLog
-from trio_echo.trio_driver.server import ACCEPT_RETRY_SECONDS
+from trio_echo.faults import ACCEPT_LOG_INTERVAL, ACCEPT_RETRY_SECONDS, AcceptFailureLog
 
 BOUND = 10.0
 """Wall-clock limit on one test; each takes well under a second when healthy."""

@@ -17,6 +17,7 @@ Two situations need the same answer in the Trio and the blocking driver:
 
 from __future__ import annotations
 
+import errno
 import logging
 import threading
 from collections.abc import Callable
@@ -25,6 +26,12 @@ from .config import ServerConfig
 from .os_errors import describe_os_error
 
 logger = logging.getLogger("trio_echo.server")
+
+OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
+"""The ``accept`` failures a server waits out instead of stopping."""
+
+ACCEPT_RETRY_SECONDS = 0.1
+"""Pause before accepting again when the process is out of descriptors or memory."""
 
 ACCEPT_LOG_INTERVAL = 10.0
 """Seconds between two log lines about the same run of failed accepts."""

@@ -7,7 +7,6 @@ codec, same events, same limits.
 
 from __future__ import annotations
 
-import errno
 import functools
 import itertools
 import logging
@@ -19,13 +18,16 @@ from ..codec import Discarded, ServerCodec, server_codec
 from ..config import ServerConfig
 from ..connection_log import ConnectionRecord, EventSink, LoggingSink, ServerStats
 from ..errors import NetworkError
-from ..faults import LINGER_READ_SIZE, AcceptFailureLog, linger_seconds
+from ..faults import (
+    ACCEPT_RETRY_SECONDS,
+    LINGER_READ_SIZE,
+    OUT_OF_RESOURCES,
+    AcceptFailureLog,
+    linger_seconds,
+)
 from .runtime import Listener, ListenerClosed, Runtime, SocketRuntime, Stream, Worker
 
 logger = logging.getLogger("trio_echo.server")
-
-_OUT_OF_RESOURCES = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
-ACCEPT_RETRY_SECONDS = 0.1
 
 
 class BlockingServer:
@@ -126,7 +128,7 @@ class BlockingServer:
             try:
                 return listener.accept()
             except OSError as exc:
-                if exc.errno not in _OUT_OF_RESOURCES:
+                if exc.errno not in OUT_OF_RESOURCES:
                     raise
                 self._accept_failures.failed(exc, ACCEPT_RETRY_SECONDS)
                 self.runtime.sleep(ACCEPT_RETRY_SECONDS)

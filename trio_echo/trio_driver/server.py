@@ -9,7 +9,6 @@ connection only.
 
 from __future__ import annotations
 
-import errno
 import functools
 import itertools
 import logging
@@ -23,14 +22,16 @@ from ..codec import Discarded, ServerCodec, server_codec
 from ..config import ServerConfig
 from ..connection_log import ConnectionRecord, EventSink, LoggingSink, ServerStats
 from ..errors import NetworkError
-from ..faults import LINGER_READ_SIZE, AcceptFailureLog, linger_seconds
+from ..faults import (
+    ACCEPT_RETRY_SECONDS,
+    LINGER_READ_SIZE,
+    OUT_OF_RESOURCES,
+    AcceptFailureLog,
+    linger_seconds,
+)
 from .network import Listener, Network, TcpNetwork
 
 logger = logging.getLogger("trio_echo.server")
-
-_OUT_OF_RESOURCES = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
-ACCEPT_RETRY_SECONDS = 0.1
-"""Pause before accepting again when the process is out of descriptors or memory."""
 
 
 class TrioServer:
@@ -110,7 +111,7 @@ class TrioServer:
             try:
                 return await listener.accept()
             except OSError as exc:
-                if exc.errno not in _OUT_OF_RESOURCES:
+                if exc.errno not in OUT_OF_RESOURCES:
                     raise
                 self._accept_failures.failed(exc, ACCEPT_RETRY_SECONDS)
                 await trio.sleep(ACCEPT_RETRY_SECONDS)
