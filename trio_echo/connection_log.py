@@ -165,6 +165,11 @@ def _count(number: int, noun: str) -> str:
     return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
+def stalled_send(timeout: float) -> NetworkError:
+    """The error for a peer that took no bytes for *timeout* seconds."""
+    return NetworkError(f"peer took no data for {timeout:g} s")
+
+
 class ConnectionRecord:
     """The life of one server connection, as both drivers report it."""
 
@@ -232,6 +237,22 @@ class ConnectionRecord:
     def sent(self, size: int) -> None:
         """*size* bytes reached the peer's side of the connection."""
         self.bytes_out += size
+
+    def discarded(self, size: int) -> None:
+        """*size* bytes were read and thrown away (while lingering); report them."""
+        self.handle([Discarded(size)], size)
+
+    def close_finished(self, peer_closed: bool) -> None:
+        """The conversation ran to its end, by the peer's close or the protocol's."""
+        self.close("closed by peer" if peer_closed else "conversation complete")
+
+    def close_idle(self, timeout: float) -> None:
+        """The peer sent nothing for *timeout* seconds."""
+        self.close(f"idle for {timeout:g} s")
+
+    def close_for_shutdown(self) -> None:
+        """The server's shutdown cut the connection."""
+        self.close("server shut down")
 
     def close(self, reason: str) -> None:
         """The connection ended normally (or by a limit, as *reason* says)."""

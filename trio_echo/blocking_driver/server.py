@@ -10,14 +10,20 @@ from __future__ import annotations
 import functools
 import itertools
 import logging
+import math
 import threading
 from collections.abc import Callable
 
 from ..address import Address
-from ..codec import Discarded, ServerCodec, server_codec
+from ..codec import ServerCodec, server_codec
 from ..config import ServerConfig
-from ..connection_log import ConnectionRecord, EventSink, LoggingSink, ServerStats
-from ..errors import NetworkError
+from ..connection_log import (
+    ConnectionRecord,
+    EventSink,
+    LoggingSink,
+    ServerStats,
+    stalled_send,
+)
 from ..faults import (
     ACCEPT_RETRY_SECONDS,
     LINGER_READ_SIZE,
@@ -56,7 +62,6 @@ class BlockingServer:
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._connections: dict[int, tuple[Stream, Worker | None]] = {}
-        self._stopping = False
         self._aborting = False
 
     def start(self) -> tuple[Address, ...]:
@@ -101,8 +106,6 @@ class BlockingServer:
         self.wait()
 
     def _stop_accepting(self) -> None:
-        with self._lock:
-            self._stopping = True
         for listener in self._listeners:
             listener.close()
 
@@ -151,10 +154,10 @@ class BlockingServer:
             )
             codec = self.codec_factory()
             try:
-                record.close(self._converse(stream, codec, record))
+                self._converse(stream, codec, record)
             except Exception as exc:
                 if self._aborting and isinstance(exc, OSError):
-                    record.close("server shut down")
+                    record.close_for_shutdown()
                 else:
                     record.fail_with(exc)
             finally:
@@ -164,25 +167,25 @@ class BlockingServer:
                 del self._connections[connection]
             self._slots.release()
 
-    def _converse(self, stream: Stream, codec: ServerCodec, record: ConnectionRecord) -> str:
-        """Run the conversation to its end; return why it ended."""
+    def _converse(self, stream: Stream, codec: ServerCodec, record: ConnectionRecord) -> None:
+        """Run the conversation to its end and record how it ended."""
         config = self.config
         while not codec.finished:
             try:
                 received = stream.recv(config.receive_size, config.idle_timeout)
             except TimeoutError:
-                return f"idle for {config.idle_timeout:g} s"
+                record.close_idle(config.idle_timeout or math.inf)
+                return
             outgoing = record.respond(codec, received)
             if outgoing:
                 try:
                     stream.sendall(outgoing, config.send_timeout)
                 except TimeoutError:
-                    raise NetworkError(f"peer took no data for {config.send_timeout:g} s") from None
+                    raise stalled_send(config.send_timeout or math.inf) from None
                 record.sent(len(outgoing))
-        if codec.peer_closed:
-            return "closed by peer"
-        self._linger(stream, record)
-        return "conversation complete"
+        if not codec.peer_closed:
+            self._linger(stream, record)
+        record.close_finished(codec.peer_closed)
 
     def _linger(self, stream: Stream, record: ConnectionRecord) -> None:
         """Half-close, then read and discard what the peer still sends, for a bounded time.
@@ -204,4 +207,4 @@ class BlockingServer:
             if self._aborting:
                 raise  # cut by shutdown: reported as "server shut down", as by the Trio server
         if drained:
-            record.handle([Discarded(drained)], drained)
+            record.discarded(drained)

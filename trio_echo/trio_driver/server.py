@@ -18,10 +18,15 @@ from collections.abc import Callable
 import trio
 
 from ..address import Address
-from ..codec import Discarded, ServerCodec, server_codec
+from ..codec import ServerCodec, server_codec
 from ..config import ServerConfig
-from ..connection_log import ConnectionRecord, EventSink, LoggingSink, ServerStats
-from ..errors import NetworkError
+from ..connection_log import (
+    ConnectionRecord,
+    EventSink,
+    LoggingSink,
+    ServerStats,
+    stalled_send,
+)
 from ..faults import (
     ACCEPT_RETRY_SECONDS,
     LINGER_READ_SIZE,
@@ -151,13 +156,13 @@ class TrioServer:
                         timer.deadline = math.inf
                         await _linger(stream, record, linger_seconds(config))
                 if not timer.cancelled_caught:
-                    record.close("closed by peer" if codec.peer_closed else "conversation complete")
+                    record.close_finished(codec.peer_closed)
                 elif sending:
-                    raise NetworkError(f"peer took no data for {patience:g} s")
+                    raise stalled_send(patience)
                 else:
-                    record.close(f"idle for {idle:g} s")
+                    record.close_idle(idle)
             except trio.Cancelled:
-                record.close("server shut down")
+                record.close_for_shutdown()
                 raise
             except Exception as exc:
                 record.fail_with(exc)
@@ -184,7 +189,7 @@ async def _linger(stream: trio.abc.Stream, record: ConnectionRecord, seconds: fl
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
     if drained:
-        record.handle([Discarded(drained)], drained)
+        record.discarded(drained)
 
 
 async def _close_all(listeners: list[Listener]) -> None:
