@@ -34,7 +34,7 @@ def test_a_greeting_is_shown_without_its_newline() -> None:
 def test_silence_times_out_as_no_reply() -> None:
     session = ClientSession(ClientConfig(count=1))
     session.next_outgoing()
-    error = session.timed_out("127.0.0.1:3100", 3)
+    error = session.timed_out(3)
     assert isinstance(error, Timeout)
     assert str(error) == "no reply from 127.0.0.1:3100 within 3 s"
 
@@ -44,7 +44,7 @@ def test_a_truncated_reply_times_out_as_incomplete_and_shows_what_came() -> None
     session = ClientSession(ClientConfig(count=1, message=message))
     session.next_outgoing()
     assert not session.receive(b"Re:" + b"x" * 123)
-    error = session.timed_out("127.0.0.1:3100", 3)
+    error = session.timed_out(3)
     assert isinstance(error, IncompleteReply)
     assert "still incomplete after 3 s: got 126 bytes" in str(error)
 
@@ -62,3 +62,10 @@ def test_server_close_mid_reply_is_incomplete(protocol: Protocol) -> None:
     session.next_outgoing()
     with pytest.raises(IncompleteReply):
         session.receive(b"")
+
+
+def test_a_connect_timeout_names_the_server_as_an_address() -> None:
+    session = ClientSession(ClientConfig(host="::1", port=3100))
+    error = session.connect_timed_out(30)
+    assert isinstance(error, Timeout)
+    assert str(error) == "connect to [::1]:3100: no answer within 30 s"

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 
 import attrs
 
+from .address import Address
 from .codec import ClientCodec, ReplyReceived, client_codec
 from .config import ClientConfig, Protocol
 from .errors import IncompleteReply, Timeout, TrioEchoError
@@ -65,6 +66,8 @@ class ClientSession:
         self._pending = list(reversed(config.messages()))
         self._report = report
         self._current = b""
+        self.where = str(Address(config.host, config.port))
+        """The server, as errors name it."""
         self.exchanges: list[Exchange] = []
 
     @property
@@ -91,12 +94,17 @@ class ClientSession:
                 return True
         return False
 
-    def timed_out(self, where: str, seconds: float) -> TrioEchoError:
+    def connect_timed_out(self, seconds: float) -> Timeout:
+        """The error for a connection that was not made within *seconds*."""
+        return Timeout(f"connect to {self.where}: no answer within {seconds:g} s")
+
+    def timed_out(self, seconds: float) -> TrioEchoError:
         """The error for a reply that did not complete within *seconds*.
 
         A server that sent part of a reply and stopped (one that truncates,
         say) is told apart from one that sent nothing at all.
         """
+        where = self.where
         partial = self._codec.partial_reply
         if not partial:
             return Timeout(f"no reply from {where} within {seconds:g} s")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
+
 from ..config import ClientConfig
-from ..errors import Timeout, TrioEchoError
+from ..errors import TrioEchoError
 from ..os_errors import from_os_error
 from ..session import ClientSession, Report, SessionResult, silent
 from .runtime import Runtime, SocketRuntime
@@ -53,18 +55,19 @@ def run_client(
 
 
 def _converse(config: ClientConfig, runtime: Runtime, session: ClientSession) -> None:
-    where = f"{config.host}:{config.port}"
+    where = session.where
+    limit = math.inf if config.timeout is None else config.timeout
     try:
         stream = runtime.connect(config.host, config.port, config.timeout)
     except TimeoutError:
-        raise Timeout(f"connect to {where}: no answer within {config.timeout:g} s") from None
+        raise session.connect_timed_out(limit) from None
     try:
         while (outgoing := session.next_outgoing()) is not None:
             stream.sendall(outgoing, config.timeout)
             while not session.receive(stream.recv(config.receive_size, config.timeout)):
                 pass
     except TimeoutError:
-        raise session.timed_out(where, config.timeout or 0.0) from None
+        raise session.timed_out(limit) from None
     except OSError as exc:
         raise from_os_error(exc, f"talking to {where}") from None
     finally:

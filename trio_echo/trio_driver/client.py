@@ -13,7 +13,7 @@ import math
 import trio
 
 from ..config import ClientConfig
-from ..errors import ConnectionLost, Timeout, TrioEchoError
+from ..errors import ConnectionLost, TrioEchoError
 from ..os_errors import from_os_error, root_os_error
 from ..session import ClientSession, Report, SessionResult, silent
 from .network import Network, TcpNetwork
@@ -64,12 +64,12 @@ async def run_client(
 
 async def _converse(config: ClientConfig, network: Network, session: ClientSession) -> None:
     limit = math.inf if config.timeout is None else config.timeout
-    where = f"{config.host}:{config.port}"
+    where = session.where
     try:
         with trio.fail_after(limit):
             stream = await network.connect(config.host, config.port)
     except trio.TooSlowError:
-        raise Timeout(f"connect to {where}: no answer within {limit:g} s") from None
+        raise session.connect_timed_out(limit) from None
     async with stream:
         try:
             while (outgoing := session.next_outgoing()) is not None:
@@ -80,7 +80,7 @@ async def _converse(config: ClientConfig, network: Network, session: ClientSessi
                     ):
                         pass
         except trio.TooSlowError:
-            raise session.timed_out(where, limit) from None
+            raise session.timed_out(limit) from None
         except (trio.BrokenResourceError, OSError) as exc:
             cause = root_os_error(exc)
             if cause is None:
