@@ -175,6 +175,7 @@ class ConnectionRecord:
 
     __slots__ = (
         "_clock",
+        "_codec",
         "_ended",
         "_sink",
         "_stats",
@@ -189,6 +190,7 @@ class ConnectionRecord:
         self,
         connection: int,
         peer: Address,
+        codec: ServerCodec,
         *,
         sink: EventSink,
         clock: Callable[[], float],
@@ -196,6 +198,7 @@ class ConnectionRecord:
     ) -> None:
         self.connection = connection
         self.peer = peer
+        self._codec = codec
         self.bytes_in = 0
         self.bytes_out = 0
         self._sink = sink
@@ -205,13 +208,24 @@ class ConnectionRecord:
         self._wants_messages = wants_messages(sink)
         sink(Connected(connection, peer, clock()))
 
-    def respond(self, codec: ServerCodec, data: bytes | bytearray) -> bytes:
-        """Feed what was read (``b""`` for end of input) to *codec*; return what to send.
+    @property
+    def finished(self) -> bool:
+        """True once the codec has ended the conversation: nothing more is read."""
+        return self._codec.finished
+
+    @property
+    def peer_closed(self) -> bool:
+        """True once the peer ended its side (end of input was read)."""
+        return self._codec.peer_closed
+
+    def respond(self, data: bytes | bytearray) -> bytes:
+        """Feed what was read (``b""`` for end of input) to the codec; return what to send.
 
         Both drivers call this for every read, so the conversation itself is
         one piece of code whichever driver moves the bytes.
         """
         data = bytes(data)
+        codec = self._codec
         return self.handle(codec.receive_data(data) if data else codec.receive_eof(), len(data))
 
     def handle(self, events: Iterable[ServerEvent], received: int = 0) -> bytes:

@@ -150,11 +150,15 @@ class BlockingServer:
     def _serve(self, connection: int, stream: Stream, peer: Address) -> None:
         try:
             record = ConnectionRecord(
-                connection, peer, sink=self.sink, clock=self.runtime.monotonic, stats=self.stats
+                connection,
+                peer,
+                self.codec_factory(),
+                sink=self.sink,
+                clock=self.runtime.monotonic,
+                stats=self.stats,
             )
-            codec = self.codec_factory()
             try:
-                self._converse(stream, codec, record)
+                self._converse(stream, record)
             except Exception as exc:
                 if self._aborting and isinstance(exc, OSError):
                     record.close_for_shutdown()
@@ -167,25 +171,25 @@ class BlockingServer:
                 del self._connections[connection]
             self._slots.release()
 
-    def _converse(self, stream: Stream, codec: ServerCodec, record: ConnectionRecord) -> None:
+    def _converse(self, stream: Stream, record: ConnectionRecord) -> None:
         """Run the conversation to its end and record how it ended."""
         config = self.config
-        while not codec.finished:
+        while not record.finished:
             try:
                 received = stream.recv(config.receive_size, config.idle_timeout)
             except TimeoutError:
                 record.close_idle(config.idle_timeout or math.inf)
                 return
-            outgoing = record.respond(codec, received)
+            outgoing = record.respond(received)
             if outgoing:
                 try:
                     stream.sendall(outgoing, config.send_timeout)
                 except TimeoutError:
                     raise stalled_send(config.send_timeout or math.inf) from None
                 record.sent(len(outgoing))
-        if not codec.peer_closed:
+        if not record.peer_closed:
             self._linger(stream, record)
-        record.close_finished(codec.peer_closed)
+        record.close_finished(record.peer_closed)
 
     def _linger(self, stream: Stream, record: ConnectionRecord) -> None:
         """Half-close, then read and discard what the peer still sends, for a bounded time.

@@ -34,6 +34,8 @@ from trio.lowlevel import (
 )
 
 from ..address import Address
+from .dispatcher import Relayed, current_dispatcher
+from .socket_errors import CLOSED_ERRNOS, stream_error
 
 YIELD_EVERY = 16
 """Sends a stream may complete without parking before it yields anyway."""
@@ -42,7 +44,6 @@ DEFAULT_RECEIVE_SIZE = 65536
 
 _Wait = Callable[[socket.socket], Awaitable[None]]
 
-_CLOSED_ERRNOS = {errno.EBADF, errno.ENOTSOCK}
 _IGNORABLE_ACCEPT_ERRNOS = {
     errno.ECONNABORTED,
     errno.EPROTO,
@@ -57,19 +58,12 @@ _IGNORABLE_ACCEPT_ERRNOS = {
 }
 
 
-def _stream_error(exc: OSError) -> trio.ClosedResourceError | trio.BrokenResourceError:
-    """The stream error Trio's own SocketStream raises for *exc*."""
-    if exc.errno in _CLOSED_ERRNOS:
-        return trio.ClosedResourceError("the socket was already closed")
-    return trio.BrokenResourceError(f"socket connection broken: {exc}")
-
-
 @contextlib.contextmanager
 def _stream_errors() -> Iterator[None]:
     try:
         yield
     except OSError as exc:
-        raise _stream_error(exc) from exc
+        raise stream_error(exc) from exc
 
 
 class FastSocketStream(trio.abc.HalfCloseableStream):
@@ -87,6 +81,8 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
         self._unparked = 0
         self._sending = False
         self._eof_sent = False
+        self.relayed: Relayed | None = None
+        """Its place in the dispatcher, once a server has relayed it."""
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         """Bytes the peer sent (at most *max_bytes*), or ``b""`` once it closed.
@@ -110,7 +106,7 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
             except BlockingIOError:
                 data = None
             except OSError as exc:
-                raise _stream_error(exc) from exc
+                raise stream_error(exc) from exc
             if data is not None:
                 if not waited:
                     await cancel_shielded_checkpoint()
@@ -147,7 +143,7 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
                     except BlockingIOError:
                         pass
                     except OSError as exc:
-                        raise _stream_error(exc) from exc
+                        raise stream_error(exc) from exc
                     await self._park(trio.lowlevel.wait_writable)
             await self._maybe_yield()
         finally:
@@ -182,6 +178,8 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
         """Close the socket; any task blocked on it gets ClosedResourceError."""
         if self.socket.fileno() != -1:
             notify_closing(self.socket)
+            if self.relayed is not None:
+                current_dispatcher().abandon(self.relayed)
             self.socket.close()
         await checkpoint()
 
@@ -219,7 +217,7 @@ class FastSocketListener(trio.abc.Listener[FastSocketStream]):
             except BlockingIOError:
                 conn = None
             except OSError as exc:
-                if exc.errno in _CLOSED_ERRNOS:
+                if exc.errno in CLOSED_ERRNOS:
                     raise trio.ClosedResourceError("the listener was closed") from None
                 if exc.errno in _IGNORABLE_ACCEPT_ERRNOS:
                     continue

@@ -34,6 +34,8 @@ from ..faults import (
     AcceptFailureLog,
     linger_seconds,
 )
+from .dispatcher import current_dispatcher, dispatcher_available
+from .fast_stream import FastSocketStream
 from .network import Listener, Network, TcpNetwork
 
 logger = logging.getLogger("trio_echo.server")
@@ -134,29 +136,40 @@ class TrioServer:
             record = ConnectionRecord(
                 next(self._ids),
                 self.network.peer_address(stream),
+                self.codec_factory(),
                 sink=self.sink,
                 clock=trio.current_time,
                 stats=self.stats,
             )
-            codec = self.codec_factory()
+            relayable = _relayable(stream)
             sending = False
             try:
                 with trio.CancelScope() as timer:
-                    while not codec.finished:
-                        timer.deadline = trio.current_time() + idle
-                        received = await stream.receive_some(config.receive_size)
-                        outgoing = record.respond(codec, received)
+                    while not record.finished:
+                        if relayable is not None:
+                            timer.deadline = math.inf
+                            outgoing = await current_dispatcher().relay(
+                                relayable,
+                                record,
+                                receive_size=config.receive_size,
+                                idle=idle,
+                                timer=timer,
+                            )
+                        else:
+                            timer.deadline = trio.current_time() + idle
+                            received = await stream.receive_some(config.receive_size)
+                            outgoing = record.respond(received)
                         if outgoing:
                             sending = True
                             timer.deadline = trio.current_time() + patience
                             await stream.send_all(outgoing)
                             record.sent(len(outgoing))
                             sending, outgoing = False, b""  # nothing kept alive while idle
-                    if not codec.peer_closed:
+                    if not record.peer_closed:
                         timer.deadline = math.inf
                         await _linger(stream, record, linger_seconds(config))
                 if not timer.cancelled_caught:
-                    record.close_finished(codec.peer_closed)
+                    record.close_finished(record.peer_closed)
                 elif sending:
                     raise stalled_send(patience)
                 else:
@@ -170,6 +183,13 @@ class TrioServer:
                 await trio.aclose_forcefully(stream)
         finally:
             self._slots.release()
+
+
+def _relayable(stream: trio.abc.Stream) -> FastSocketStream | None:
+    """*stream*, if the dispatcher can relay its conversation (a fast TCP stream, on epoll)."""
+    if isinstance(stream, FastSocketStream) and dispatcher_available():
+        return stream
+    return None
 
 
 async def _linger(stream: trio.abc.Stream, record: ConnectionRecord, seconds: float) -> None:

@@ -1,0 +1,278 @@
+"""Serve waiting connections' conversations inline, as their bytes arrive.
+
+A Trio task per connection pays, on every round trip, a wake-up through the
+scheduler and an ``epoll_ctl`` to re-arm its descriptor (Trio registers
+one-shot). For an echo server that is most of the cost of a round trip.
+While a conversation needs nothing but "read, answer, write", its task can
+wait in :meth:`Dispatcher.relay` instead: one :class:`Dispatcher` per Trio
+run keeps those descriptors in its own level-triggered epoll set, and for
+every connection that has input it reads once, asks the conversation what to
+answer and writes it, all in its own task. The connection's task is woken
+only when the conversation needs it: a reply the kernel would not take at
+once, the end of the conversation, an error.
+
+Trio's guarantees hold:
+
+* the waiting task is cancellable at any moment (its wait is a Trio wait,
+  and cancelling it takes the descriptor out of the set), so shutdown and
+  every cancel scope work as anywhere else;
+* the idle timeout is exact: each relayed connection's deadline is kept
+  lazily in a heap, moved on every read without touching Trio's deadlines,
+  and the caller's cancel scope is cancelled when it passes;
+* connections are served fairly: each ready connection gets one read of at
+  most its receive size per round, and the dispatcher yields to the
+  scheduler between rounds, so a flooding peer waits its turn like the rest.
+
+Only Linux has epoll; :func:`dispatcher_available` says whether relaying is
+possible, and callers fall back to plain receives without it.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+import select
+import socket
+from typing import TYPE_CHECKING, Protocol
+
+import outcome
+import trio
+from trio.lowlevel import (
+    Abort,
+    RaiseCancelT,
+    RunVar,
+    Task,
+    current_task,
+    reschedule,
+    spawn_system_task,
+    wait_readable,
+    wait_task_rescheduled,
+)
+
+from .socket_errors import stream_error
+
+if TYPE_CHECKING:
+    from .fast_stream import FastSocketStream
+
+MAX_EVENTS_PER_ROUND = 256
+"""Connections served per round before the dispatcher yields to other tasks."""
+
+
+class Conversation(Protocol):
+    """The server side of one connection, as the dispatcher drives it."""
+
+    @property
+    def finished(self) -> bool:
+        """True once nothing more is to be read."""
+        ...
+
+    def respond(self, data: bytes) -> bytes:
+        """Take what was read (``b""`` for end of input); return what to send."""
+        ...
+
+    def sent(self, size: int) -> None:
+        """*size* bytes of a reply were written."""
+        ...
+
+
+def dispatcher_available() -> bool:
+    """Whether this platform can relay (it needs epoll)."""
+    return hasattr(select, "epoll")
+
+
+class Relayed:
+    """A connection's place in the dispatcher, kept for its whole life.
+
+    Kept, not made per :meth:`Dispatcher.relay` call, so that a connection
+    has at most one entry in the deadline heap however often it comes and
+    goes: memory stays bounded by the number of connections.
+    """
+
+    __slots__ = (
+        "conversation",
+        "deadline",
+        "idle",
+        "queued",
+        "receive_size",
+        "sock",
+        "task",
+        "timer",
+    )
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.task: Task | None = None
+        self.conversation: Conversation | None = None
+        self.timer: trio.CancelScope | None = None
+        self.receive_size = 0
+        self.idle = math.inf
+        self.deadline = math.inf
+        self.queued = math.inf
+        """When this connection's entry in the deadline heap falls due (inf: none)."""
+
+
+class Dispatcher:
+    """Relays conversations for every connection of one Trio run; see the module doc."""
+
+    def __init__(self) -> None:
+        self._epoll = select.epoll()
+        self._relayed: dict[int, Relayed] = {}
+        self._deadlines: list[tuple[float, int, Relayed]] = []
+        self._order = itertools.count()
+        self._sleep = trio.CancelScope()
+
+    async def relay(
+        self,
+        stream: FastSocketStream,
+        conversation: Conversation,
+        *,
+        receive_size: int,
+        idle: float,
+        timer: trio.CancelScope,
+    ) -> bytes:
+        """Answer the peer from the dispatcher until the task is needed; return unsent bytes.
+
+        Returns what remains of a reply the kernel did not take at once (the
+        caller sends it, then relays again), or ``b""`` when the conversation
+        has finished. A socket or conversation error is raised here, in the
+        connection's task. If no input arrives for *idle* seconds, *timer*
+        is cancelled.
+        """
+        fd = stream.socket.fileno()
+        if fd == -1:
+            raise trio.ClosedResourceError("the socket was already closed")
+        state = stream.relayed
+        if state is None:
+            state = stream.relayed = Relayed(stream.socket)
+        state.task = current_task()
+        state.conversation = conversation
+        state.timer = timer
+        state.receive_size = receive_size
+        state.idle = idle
+        self._epoll.register(fd, select.EPOLLIN)
+        self._relayed[fd] = state
+        self._watch(state, trio.current_time() + idle)
+
+        def abort(_: RaiseCancelT) -> Abort:
+            self._release(fd, state)
+            return Abort.SUCCEEDED
+
+        unsent: bytes = await wait_task_rescheduled(abort)
+        return unsent
+
+    def _watch(self, state: Relayed, deadline: float) -> None:
+        state.deadline = deadline
+        if deadline < state.queued:
+            state.queued = deadline
+            heapq.heappush(self._deadlines, (deadline, next(self._order), state))
+            if deadline < self._sleep.deadline:
+                self._sleep.deadline = deadline
+
+    def _release(self, fd: int, state: Relayed) -> None:
+        del self._relayed[fd]
+        self._epoll.unregister(fd)
+        state.task = state.conversation = state.timer = None
+
+    def abandon(self, state: Relayed) -> None:
+        """The socket is being closed under a relaying task: wake it with the error."""
+        fd = state.sock.fileno()
+        if state.task is not None and fd != -1:
+            error = trio.ClosedResourceError("another task closed this socket")
+            self._hand_back(fd, state, outcome.Error(error))
+
+    def _hand_back(self, fd: int, state: Relayed, result: outcome.Outcome[bytes]) -> None:
+        task = state.task
+        assert task is not None
+        self._release(fd, state)
+        reschedule(task, result)
+
+    async def run(self) -> None:
+        """Serve rounds of ready connections, and expire idle ones, until cancelled."""
+        try:
+            while True:
+                self._sleep = trio.CancelScope(deadline=self._next_deadline())
+                with self._sleep:
+                    while True:
+                        await wait_readable(self._epoll.fileno())
+                        self._serve_round()
+                self._expire(trio.current_time())
+        finally:
+            self._epoll.close()
+
+    def _next_deadline(self) -> float:
+        return self._deadlines[0][0] if self._deadlines else math.inf
+
+    def _serve_round(self) -> None:
+        now = trio.current_time()
+        relayed = self._relayed
+        for fd, _ in self._epoll.poll(0, MAX_EVENTS_PER_ROUND):
+            state = relayed.get(fd)
+            if state is not None:
+                self._serve(fd, state, now)
+
+    def _serve(self, fd: int, state: Relayed, now: float) -> None:
+        """One read, its answer and one write, for one connection."""
+        conversation = state.conversation
+        assert conversation is not None
+        sock = state.sock
+        try:
+            data = sock.recv(state.receive_size)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            self._hand_back(fd, state, outcome.Error(stream_error(exc)))
+            return
+        try:
+            reply = conversation.respond(data)
+        except Exception as exc:
+            self._hand_back(fd, state, outcome.Error(exc))
+            return
+        try:
+            sent = _send_what_fits(sock, reply) if reply else 0
+        except OSError as exc:
+            self._hand_back(fd, state, outcome.Error(stream_error(exc)))
+            return
+        if sent:
+            conversation.sent(sent)
+        if sent < len(reply):
+            self._hand_back(fd, state, outcome.Value(reply[sent:]))
+        elif conversation.finished or not data:
+            self._hand_back(fd, state, outcome.Value(b""))
+        else:
+            state.deadline = now + state.idle
+
+    def _expire(self, now: float) -> None:
+        """Cancel the timers of connections idle past their deadline; requeue the rest."""
+        deadlines = self._deadlines
+        while deadlines and deadlines[0][0] <= now:
+            _, _, state = heapq.heappop(deadlines)
+            state.queued = math.inf
+            if state.task is None:
+                continue
+            if state.deadline <= now:
+                assert state.timer is not None
+                state.timer.cancel()
+            else:
+                self._watch(state, state.deadline)
+
+
+def _send_what_fits(sock: socket.socket, data: bytes) -> int:
+    try:
+        return sock.send(data)
+    except BlockingIOError:
+        return 0
+
+
+_DISPATCHER: RunVar[Dispatcher] = RunVar("trio_echo_dispatcher")
+
+
+def current_dispatcher() -> Dispatcher:
+    """This Trio run's dispatcher, started (as a system task) on first use."""
+    try:
+        return _DISPATCHER.get()
+    except LookupError:
+        dispatcher = Dispatcher()
+        _DISPATCHER.set(dispatcher)
+        spawn_system_task(dispatcher.run, name="trio_echo.dispatcher")
+        return dispatcher
