@@ -56,8 +56,10 @@ class EventLog:
     Build it inside the test's Trio run.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, wants_messages: bool = True) -> None:
         self.events: list[ConnectionEvent] = []
+        self.wants_messages = wants_messages
+        """False asks servers to skip :class:`MessageReceived` (as a quiet log does)."""
         self._token = trio.lowlevel.current_trio_token()
         self._changed = trio.lowlevel.ParkingLot()
 

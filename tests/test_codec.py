@@ -317,6 +317,32 @@ def test_greeting_line_limit_is_exact(limit: int, draw: st.DataObject) -> None:
     raise AssertionError("a line one byte over the limit was accepted")
 
 
+# --- the answer shortcut ----------------------------------------------------------
+
+
+@FAST
+@given(data=st.binary(min_size=1, max_size=600), protocol=st.sampled_from(list(Protocol)))
+def test_answer_is_exactly_what_the_events_would_send(data: bytes, protocol: Protocol) -> None:
+    """Where the shortcut answers, it sends what the events send; greeting never answers."""
+    answered = server_codec(protocol).answer(data)
+    events = server_codec(protocol).receive_data(data)
+    if protocol is Protocol.GREETING:
+        assert answered is None
+    else:
+        assert answered == b"".join(e.data for e in events if isinstance(e, Send))
+        assert events[0] == Received(data)
+
+
+@pytest.mark.parametrize("protocol", [Protocol.REPLY, Protocol.ECHO], ids=lambda p: p.value)
+def test_answer_leaves_empty_input_and_a_finished_conversation_to_receive_data(
+    protocol: Protocol,
+) -> None:
+    codec = server_codec(protocol)
+    assert codec.answer(b"") is None
+    codec.receive_eof()
+    assert codec.answer(b"late") is None
+
+
 # --- server misuse --------------------------------------------------------------
 
 

@@ -391,10 +391,12 @@ async def test_a_contract_breaking_server_is_named(
 # --- what the server reports ------------------------------------------------------------
 
 
+@pytest.mark.parametrize("wants_messages", [True, False], ids=["messages", "quiet"])
 async def test_server_reports_connection_events_in_order(
-    server_driver: str, protocol: Protocol
+    server_driver: str, protocol: Protocol, wants_messages: bool
 ) -> None:
-    log = EventLog()
+    """A quiet sink gets no message events (the hot path skips them), and the same counts."""
+    log = EventLog(wants_messages=wants_messages)
     messages = [GREETING_LINE] if protocol is Protocol.GREETING else [b"one", b"two \x00\xff"]
     with trio.fail_after(TIMEOUT):
         async with running_server(server_driver, sink=log, protocol=protocol) as server:
@@ -405,13 +407,14 @@ async def test_server_reports_connection_events_in_order(
     events = log.events
     assert isinstance(events[0], Connected)
     assert all(isinstance(event, MessageReceived) for event in events[1:-1])
+    assert len(events) == (2 + len(messages) if wants_messages else 2)
     assert events[-1] is end
     assert isinstance(end, Disconnected)
     assert {event.peer for event in events} == {client.address}
     assert {event.connection for event in events} == {events[0].connection}
     times = [event.at for event in events]
     assert times == sorted(times)
-    assert messages_of(events) == b"".join(messages)
+    assert messages_of(events) == (b"".join(messages) if wants_messages else b"")
 
     wire_in = sum(len(client_codec(protocol).send(message)) for message in messages)
     wire_out = sum(len(reply) for reply in replies)

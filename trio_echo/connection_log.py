@@ -226,6 +226,11 @@ class ConnectionRecord:
         """
         data = bytes(data)
         codec = self._codec
+        if not self._wants_messages:
+            answer = codec.answer(data)
+            if answer is not None:
+                self.bytes_in += len(data)
+                return answer
         return self.handle(codec.receive_data(data) if data else codec.receive_eof(), len(data))
 
     def handle(self, events: Iterable[ServerEvent], received: int = 0) -> bytes:

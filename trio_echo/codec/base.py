@@ -51,6 +51,22 @@ class ServerCodec(abc.ABC):
         self._finished = bool(events) and isinstance(events[-1], Close)
         return events
 
+    def answer(self, data: bytes) -> bytes | None:
+        """The bytes to send for *data*, when that is all reading it does; else None.
+
+        A shortcut for drivers that do not report each message: for a protocol
+        whose every read is simply answered (``reply``, ``echo``) it skips
+        building events. None means "call :meth:`receive_data`", which it
+        always is for a protocol with more to say (``greeting``), for empty
+        *data* and once the conversation is over.
+        """
+        if self._finished or not data:
+            return None
+        return self._answer(data)
+
+    def _answer(self, data: bytes) -> bytes | None:
+        return None
+
     def receive_eof(self) -> list[ServerEvent]:
         """Signal that the peer closed its side; return the final events."""
         if self._finished:

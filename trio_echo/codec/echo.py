@@ -13,8 +13,11 @@ class EchoServer(ServerCodec):
 
     __slots__ = ()
 
+    def _answer(self, data: bytes) -> bytes:
+        return data
+
     def _on_data(self, data: bytes) -> list[ServerEvent]:
-        return [Received(data), Send(data)]
+        return [Received(data), Send(self._answer(data))]
 
     def _on_eof(self) -> list[ServerEvent]:
         return [Close()]

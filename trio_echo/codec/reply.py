@@ -32,8 +32,11 @@ class ReplyServer(ServerCodec):
 
     __slots__ = ()
 
+    def _answer(self, data: bytes) -> bytes:
+        return reply_for(data)
+
     def _on_data(self, data: bytes) -> list[ServerEvent]:
-        return [Received(data), Send(reply_for(data))]
+        return [Received(data), Send(self._answer(data))]
 
     def _on_eof(self) -> list[ServerEvent]:
         return [Close()]
