@@ -12,6 +12,7 @@ the network as :class:`OSError` or a named ``NetworkError``.
 from __future__ import annotations
 
 import contextlib
+import enum
 import errno
 import os
 import selectors
@@ -106,6 +107,14 @@ class Runtime(Protocol):
 _TIMED_OUT = {errno.EAGAIN, errno.EWOULDBLOCK}
 
 
+class _Unset(enum.Enum):
+    UNSET = enum.auto()
+
+
+_UNSET = _Unset.UNSET
+"""A timeout option never set on this socket (None means "wait forever")."""
+
+
 class SocketStream:
     """A blocking socket whose timeouts are kernel socket options.
 
@@ -116,11 +125,13 @@ class SocketStream:
     def __init__(self, sock: socket.socket) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._sock = sock
-        self._timeouts: dict[int, float | None] = {}
+        self._receive_timeout: float | _Unset | None = _UNSET
+        self._send_timeout: float | _Unset | None = _UNSET
         self._aborted = False
 
     def recv(self, size: int, timeout: float | None) -> bytes:
-        self._set_timeout(socket.SO_RCVTIMEO, timeout)
+        if timeout != self._receive_timeout:
+            self._receive_timeout = self._set_timeout(socket.SO_RCVTIMEO, timeout)
         try:
             data = self._sock.recv(size)
         except BlockingIOError as exc:
@@ -131,7 +142,8 @@ class SocketStream:
         return data
 
     def sendall(self, data: bytes, timeout: float | None) -> None:
-        self._set_timeout(socket.SO_SNDTIMEO, timeout)
+        if timeout != self._send_timeout:
+            self._send_timeout = self._set_timeout(socket.SO_SNDTIMEO, timeout)
         try:
             self._sock.sendall(data)
         except BlockingIOError as exc:
@@ -152,16 +164,18 @@ class SocketStream:
     def close(self) -> None:
         self._sock.close()
 
-    def _set_timeout(self, option: int, timeout: float | None) -> None:
-        if self._timeouts.get(option, None) == timeout and option in self._timeouts:
-            return
+    def _set_timeout(self, option: int, timeout: float | None) -> float | None:
+        """Set a kernel timeout option (None: wait forever); return *timeout*.
+
+        Callers set it only when it changes: a read or write stays one call.
+        """
         seconds = 0.0 if timeout is None else timeout
         whole = int(seconds)
         micros = int((seconds - whole) * 1_000_000)
         if timeout is not None and whole == 0 and micros == 0:
             micros = 1
         self._sock.setsockopt(socket.SOL_SOCKET, option, struct.pack("ll", whole, micros))
-        self._timeouts[option] = timeout
+        return timeout
 
 
 class SocketListener:

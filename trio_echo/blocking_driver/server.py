@@ -174,18 +174,19 @@ class BlockingServer:
     def _converse(self, stream: Stream, record: ConnectionRecord) -> None:
         """Run the conversation to its end and record how it ended."""
         config = self.config
+        size, idle, patience = config.receive_size, config.idle_timeout, config.send_timeout
         while not record.finished:
             try:
-                received = stream.recv(config.receive_size, config.idle_timeout)
+                received = stream.recv(size, idle)
             except TimeoutError:
-                record.close_idle(config.idle_timeout or math.inf)
+                record.close_idle(idle or math.inf)
                 return
             outgoing = record.respond(received)
             if outgoing:
                 try:
-                    stream.sendall(outgoing, config.send_timeout)
+                    stream.sendall(outgoing, patience)
                 except TimeoutError:
-                    raise stalled_send(config.send_timeout or math.inf) from None
+                    raise stalled_send(patience or math.inf) from None
                 record.sent(len(outgoing))
         if not record.peer_closed:
             self._linger(stream, record)
