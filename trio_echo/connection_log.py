@@ -224,7 +224,8 @@ class ConnectionRecord:
         Both drivers call this for every read, so the conversation itself is
         one piece of code whichever driver moves the bytes.
         """
-        data = bytes(data)
+        if type(data) is not bytes:
+            data = bytes(data)
         codec = self._codec
         if not self._wants_messages:
             answer = codec.answer(data)

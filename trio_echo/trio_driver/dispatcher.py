@@ -29,6 +29,7 @@ possible, and callers fall back to plain receives without it.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import math
@@ -57,6 +58,9 @@ if TYPE_CHECKING:
 
 MAX_EVENTS_PER_ROUND = 256
 """Connections served per round before the dispatcher yields to other tasks."""
+
+_HEAP_SLACK = 64
+"""Stale deadline entries tolerated beyond the relayed connections' own."""
 
 
 class Conversation(Protocol):
@@ -170,9 +174,31 @@ class Dispatcher:
                 self._sleep.deadline = deadline
 
     def _release(self, fd: int, state: Relayed) -> None:
-        del self._relayed[fd]
-        self._epoll.unregister(fd)
+        if self._relayed.get(fd) is state:
+            del self._relayed[fd]
+            with contextlib.suppress(OSError):  # closed behind our back: epoll forgot it
+                self._epoll.unregister(fd)
         state.task = state.conversation = state.timer = None
+        if len(self._deadlines) > 2 * len(self._relayed) + _HEAP_SLACK:
+            self._drop_stale_deadlines()
+
+    def _drop_stale_deadlines(self) -> None:
+        """Forget the heap entries of connections no longer relayed.
+
+        Entries are left in the heap when a connection stops relaying (the
+        heap cannot remove from its middle); without this, a stream of short
+        connections would leave one behind each, for up to the idle timeout.
+        Rebuilding once they outnumber the live ones keeps the heap within
+        twice the relayed connections, at amortised constant cost.
+        """
+        live = []
+        for entry in self._deadlines:
+            if entry[2].task is not None:
+                live.append(entry)
+            else:
+                entry[2].queued = math.inf
+        heapq.heapify(live)
+        self._deadlines = live
 
     def abandon(self, state: Relayed) -> None:
         """The socket is being closed under a relaying task: wake it with the error."""
@@ -243,10 +269,13 @@ class Dispatcher:
             state.deadline = now + state.idle
 
     def _expire(self, now: float) -> None:
-        """Cancel the timers of connections idle past their deadline; requeue the rest."""
-        deadlines = self._deadlines
-        while deadlines and deadlines[0][0] <= now:
-            _, _, state = heapq.heappop(deadlines)
+        """Cancel the timers of connections idle past their deadline; requeue the rest.
+
+        Cancelling releases the connection at once, which may rebuild the
+        heap: it is looked up afresh on every turn.
+        """
+        while self._deadlines and self._deadlines[0][0] <= now:
+            _, _, state = heapq.heappop(self._deadlines)
             state.queued = math.inf
             if state.task is None:
                 continue
