@@ -176,12 +176,20 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
 
     async def aclose(self) -> None:
         """Close the socket; any task blocked on it gets ClosedResourceError."""
+        self.close()
+        await checkpoint()
+
+    def close(self) -> None:
+        """Close the socket now, without a checkpoint: closing never waits.
+
+        What :func:`trio.aclose_forcefully` achieves, for a fraction of its
+        cost (a cancel scope and an exception) on every connection's end.
+        """
         if self.socket.fileno() != -1:
             notify_closing(self.socket)
             if self.relayed is not None:
                 current_dispatcher().abandon(self.relayed)
             self.socket.close()
-        await checkpoint()
 
     async def _park(self, wait: _Wait) -> None:
         if self.socket.fileno() == -1:
