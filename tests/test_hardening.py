@@ -237,6 +237,36 @@ async def test_idle_client_is_closed_and_activity_keeps_it_open(driver: str) -> 
     assert ended.reason == f"idle for {idle:g} s"
 
 
+async def test_a_flooding_client_does_not_hold_up_the_others(driver: str) -> None:
+    """While one client sends and reads as fast as it can, another's round trips go through,
+    and the flood keeps being served meanwhile: neither waits for the other to stop."""
+    echoed = 0
+
+    async def read_the_flood(stream: trio.SocketStream) -> None:
+        nonlocal echoed
+        with suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            while data := await stream.receive_some(65536):
+                echoed += len(data)
+
+    with trio.fail_after(BOUND):
+        async with serving(driver, echo_config()) as served:
+            flooder = await served.connect()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(flood, flooder)
+                nursery.start_soon(read_the_flood, flooder)
+                while echoed < 1 << 20:
+                    await trio.sleep(0)
+                client = await served.connect()
+                before = echoed
+                for i in range(50):
+                    assert await exchange(client, b"turn %d" % i) == b"turn %d" % i
+                during = echoed - before
+                nursery.cancel_scope.cancel()
+            await client.aclose()
+            await flooder.aclose()
+    assert during > 0
+
+
 async def test_client_that_stops_reading_is_dropped_with_bounded_buffering(driver: str) -> None:
     config = echo_config(send_timeout=0.3)
     with trio.fail_after(BOUND):
