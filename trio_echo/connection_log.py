@@ -87,6 +87,10 @@ ConnectionEvent = Connected | MessageReceived | BytesDiscarded | Disconnected | 
 class EventSink(Protocol):
     """Receives every connection event; must be cheap and must not raise.
 
+    It is called synchronously, from whichever task or thread moves the
+    connection's bytes: with the Trio driver that can be the dispatcher's
+    task rather than the connection's own.
+
     A sink may also have a ``wants_messages`` attribute: when it is false as
     a connection opens, that connection skips building
     :class:`MessageReceived` events, the one event of the hot path.

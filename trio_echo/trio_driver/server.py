@@ -5,6 +5,13 @@ reports their addresses through ``task_status`` (so port 0 works) and serves
 any number of clients at once, each in its own task, until it is cancelled
 or :meth:`TrioServer.shutdown` is called. A connection's failure ends that
 connection only.
+
+On real TCP (Linux), a connection's task hands its steady state to the
+run's :class:`~.dispatcher.Dispatcher`, which reads, answers and writes for
+every ready connection in one task, and takes the connection back only for
+what needs it: a reply the kernel will not take at once, the end of the
+conversation, an error, the idle timeout, cancellation. On any other stream
+the task runs the same conversation with ``receive_some`` and ``send_all``.
 """
 
 from __future__ import annotations
