@@ -187,6 +187,7 @@ class ConnectionRecord:
         "bytes_in",
         "bytes_out",
         "connection",
+        "finished",
         "peer",
     )
 
@@ -203,6 +204,10 @@ class ConnectionRecord:
         self.connection = connection
         self.peer = peer
         self._codec = codec
+        self.finished = codec.finished
+        """True once the codec has ended the conversation: nothing more is read.
+
+        An attribute, not a property: both drivers test it on every read."""
         self.bytes_in = 0
         self.bytes_out = 0
         self._sink = sink
@@ -211,11 +216,6 @@ class ConnectionRecord:
         self._ended = False
         self._wants_messages = wants_messages(sink)
         sink(Connected(connection, peer, clock()))
-
-    @property
-    def finished(self) -> bool:
-        """True once the codec has ended the conversation: nothing more is read."""
-        return self._codec.finished
 
     @property
     def peer_closed(self) -> bool:
@@ -236,7 +236,9 @@ class ConnectionRecord:
             if answer is not None:
                 self.bytes_in += len(data)
                 return answer
-        return self.handle(codec.receive_data(data) if data else codec.receive_eof(), len(data))
+        events = codec.receive_data(data) if data else codec.receive_eof()
+        self.finished = codec.finished
+        return self.handle(events, len(data))
 
     def handle(self, events: Iterable[ServerEvent], received: int = 0) -> bytes:
         """Report the codec's *events* for a read of *received* bytes; return what to send.
