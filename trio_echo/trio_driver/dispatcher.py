@@ -143,18 +143,22 @@ class Dispatcher:
         connection's task. If no input arrives for *idle* seconds, *timer*
         is cancelled.
         """
+        if receive_size < 1:
+            raise ValueError("receive_size must be >= 1")
         fd = stream.socket.fileno()
         if fd == -1:
             raise trio.ClosedResourceError("the socket was already closed")
         state = stream.relayed
         if state is None:
             state = stream.relayed = Relayed(stream.socket)
+        elif state.task is not None:
+            raise trio.BusyResourceError("another task is already relaying this stream")
+        self._epoll.register(fd, select.EPOLLIN)
         state.task = current_task()
         state.conversation = conversation
         state.timer = timer
         state.receive_size = receive_size
         state.idle = idle
-        self._epoll.register(fd, select.EPOLLIN)
         self._relayed[fd] = state
         self._watch(state, trio.current_time() + idle)
 

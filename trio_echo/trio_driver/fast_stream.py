@@ -30,6 +30,7 @@ from trio.lowlevel import (
     cancel_shielded_checkpoint,
     checkpoint,
     checkpoint_if_cancelled,
+    in_trio_run,
     notify_closing,
 )
 
@@ -186,9 +187,10 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
         cost (a cancel scope and an exception) on every connection's end.
         """
         if self.socket.fileno() != -1:
-            notify_closing(self.socket)
-            if self.relayed is not None:
-                current_dispatcher().abandon(self.relayed)
+            if in_trio_run():  # outside a run no task can be waiting on it
+                notify_closing(self.socket)
+                if self.relayed is not None and self.relayed.task is not None:
+                    current_dispatcher().abandon(self.relayed)
             self.socket.close()
 
     async def _park(self, wait: _Wait) -> None:
