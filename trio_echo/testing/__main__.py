@@ -18,12 +18,13 @@ import concurrent.futures
 import contextlib
 import functools
 import itertools
+import multiprocessing
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 
 from .harness import Driver, ScenarioFailed, check, expect, run_scenario
-from .scenarios import SCENARIOS, by_name, seeded
+from .scenarios import SCENARIOS, by_name, seed_failure, seeded
 from .transcript import Transcript
 
 
@@ -92,6 +93,13 @@ def _replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _worker_context() -> multiprocessing.context.BaseContext:
+    """Fresh worker processes rather than forks: forking a process that runs
+    threads (as a test run may) can deadlock the child."""
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+
+
 def _sweep(args: argparse.Namespace) -> int:
     scenarios = [by_name(name) for name in args.scenario] if args.scenario else seeded()
     seeds = range(args.first, args.first + args.seeds)
@@ -99,11 +107,13 @@ def _sweep(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as stack:
         spread: Callable[..., Iterator[str | None]] = map
         if args.jobs > 1:
-            pool = stack.enter_context(concurrent.futures.ProcessPoolExecutor(args.jobs))
+            pool = stack.enter_context(
+                concurrent.futures.ProcessPoolExecutor(args.jobs, mp_context=_worker_context())
+            )
             spread = functools.partial(pool.map, chunksize=16)
         for scenario in scenarios:
             started = time.perf_counter()
-            for failure in spread(_check_seed, itertools.repeat(scenario.name), seeds):
+            for failure in spread(seed_failure, itertools.repeat(scenario.name), seeds):
                 if failure:
                     failures += 1
                     print(failure, file=sys.stderr, flush=True)
@@ -111,15 +121,6 @@ def _sweep(args: argparse.Namespace) -> int:
             print(f"{scenario.name}: {len(seeds)} seeds, both drivers, {elapsed:.1f} s", flush=True)
     print("all seeds agree" if not failures else f"{failures} failures")
     return 1 if failures else 0
-
-
-def _check_seed(name: str, seed: int) -> str | None:
-    """Check one seed of scenario *name*; the failure's report, or None."""
-    try:
-        check(by_name(name), seed)
-    except ScenarioFailed as exc:
-        return str(exc)
-    return None
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ from .expectations import (
     notes,
 )
 from .faults import Faults
-from .harness import Scenario, ScenarioContext
+from .harness import Scenario, ScenarioContext, ScenarioFailed, check
 from .stream import SimulatedStream
 from .transcript import Transcript, show_bytes
 
@@ -564,6 +564,19 @@ def by_name(name: str) -> Scenario:
         if scenario.name == name:
             return scenario
     raise KeyError(f"no scenario {name!r}; choose from {', '.join(s.name for s in SCENARIOS)}")
+
+
+def seed_failure(name: str, seed: int) -> str | None:
+    """Check one seed of the scenario called *name*; the failure's report, or None.
+
+    Lives in an importable module so that a sweep's worker processes can
+    find it (they cannot see ``__main__``).
+    """
+    try:
+        check(by_name(name), seed)
+    except ScenarioFailed as exc:
+        return str(exc)
+    return None
 
 
 def seeded() -> list[Scenario]:
