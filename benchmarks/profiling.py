@@ -262,34 +262,30 @@ def profile_server(
             f"{clean.server_user_us:.1f} us user + {clean.server_sys_us:.1f} us sys per request",
             file=sys.stderr,
         )
+        passes: list[tuple[str, Callable[[int], list[str]], Callable[[Path], dict[str, int]]]] = []
         if shutil.which("perf"):
-            log = out_dir / f"perf-{key}.txt"
             events = ",".join(PERF_EVENTS)
-            observer = Observer(
-                lambda pid: ["perf", "stat", "-x,", "-e", events, "-p", str(pid)], log, server.pid
+            passes.append(
+                (
+                    "perf",
+                    lambda pid: ["perf", "stat", "-x,", "-e", events, "-p", str(pid)],
+                    parse_perf,
+                )
             )
-            try:
-                m = run(observer)
-            finally:
-                observer.close()
-            counts = parse_perf(log)
-            if m.requests and counts:
-                result["perf"] = {
-                    "requests": m.requests,
-                    "req_per_s": m.value,
-                    "counts": counts,
-                    "per_request": {k: v / m.requests for k, v in counts.items()},
-                }
         if use_strace and shutil.which("strace"):
-            log = out_dir / f"strace-{key}.txt"
-            observer = Observer(lambda pid: ["strace", "-c", "-f", "-p", str(pid)], log, server.pid)
+            passes.append(
+                ("strace", lambda pid: ["strace", "-c", "-f", "-p", str(pid)], parse_strace)
+            )
+        for tool, command, parse in passes:
+            log = out_dir / f"{tool}-{key}.txt"
+            observer = Observer(command, log, server.pid)
             try:
                 m = run(observer)
             finally:
                 observer.close()
-            counts = parse_strace(log)
+            counts = parse(log)
             if m.requests and counts:
-                result["strace"] = {
+                result[tool] = {
                     "requests": m.requests,
                     "req_per_s": m.value,
                     "counts": counts,
