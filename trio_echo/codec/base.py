@@ -13,7 +13,7 @@ import abc
 
 from ..errors import IncompleteReply, LocalProtocolError, UnexpectedData
 from ..escape import escape
-from .events import ClientEvent, Close, ServerEvent
+from .events import ClientEvent, Close, Received, Send, ServerEvent
 
 
 class ServerCodec(abc.ABC):
@@ -55,16 +55,11 @@ class ServerCodec(abc.ABC):
         """The bytes to send for *data*, when that is all reading it does; else None.
 
         A shortcut for drivers that do not report each message: for a protocol
-        whose every read is simply answered (``reply``, ``echo``) it skips
+        whose every read is simply answered (:class:`AnsweringServer`) it skips
         building events. None means "call :meth:`receive_data`", which it
         always is for a protocol with more to say (``greeting``), for empty
         *data* and once the conversation is over.
         """
-        if self._finished or not data:
-            return None
-        return self._answer(data)
-
-    def _answer(self, data: bytes) -> bytes | None:
         return None
 
     def receive_eof(self) -> list[ServerEvent]:
@@ -80,6 +75,30 @@ class ServerCodec(abc.ABC):
 
     @abc.abstractmethod
     def _on_eof(self) -> list[ServerEvent]: ...
+
+
+class AnsweringServer(ServerCodec):
+    """A server side that answers every read at once and ends only when the peer does.
+
+    A protocol of this kind (``reply``, ``echo``) says only how a read is
+    answered; its events follow, and so does the :meth:`answer` shortcut.
+    """
+
+    __slots__ = ()
+
+    def answer(self, data: bytes) -> bytes | None:
+        if self._finished or not data:
+            return None
+        return self._answer(data)
+
+    @abc.abstractmethod
+    def _answer(self, data: bytes) -> bytes: ...
+
+    def _on_data(self, data: bytes) -> list[ServerEvent]:
+        return [Received(data), Send(self._answer(data))]
+
+    def _on_eof(self) -> list[ServerEvent]:
+        return [Close()]
 
 
 class ClientCodec(abc.ABC):

@@ -4,23 +4,17 @@ from __future__ import annotations
 
 from ..errors import WrongReply
 from ..escape import escape
-from .base import ClientCodec, ServerCodec
-from .events import Close, Received, ReplyReceived, Send, ServerEvent
+from .base import AnsweringServer, ClientCodec
+from .events import ReplyReceived
 
 
-class EchoServer(ServerCodec):
+class EchoServer(AnsweringServer):
     """Server side: sends back what it reads until the peer closes."""
 
     __slots__ = ()
 
     def _answer(self, data: bytes) -> bytes:
         return data
-
-    def _on_data(self, data: bytes) -> list[ServerEvent]:
-        return [Received(data), Send(self._answer(data))]
-
-    def _on_eof(self) -> list[ServerEvent]:
-        return [Close()]
 
 
 class EchoClient(ClientCodec):

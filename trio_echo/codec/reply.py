@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from ..errors import WrongReply
 from ..escape import escape
-from .base import ClientCodec, ServerCodec
-from .events import Close, Received, ReplyReceived, Send, ServerEvent
+from .base import AnsweringServer, ClientCodec
+from .events import ReplyReceived
 
 PREFIX = b"Re:"
 MAX_PIECE = 124
@@ -27,19 +27,13 @@ def reply_for(chunk: bytes) -> bytes:
     return b"".join(PREFIX + chunk[i : i + MAX_PIECE] for i in range(0, len(chunk), MAX_PIECE))
 
 
-class ReplyServer(ServerCodec):
+class ReplyServer(AnsweringServer):
     """Server side: every chunk read goes straight back, prefixed."""
 
     __slots__ = ()
 
     def _answer(self, data: bytes) -> bytes:
         return reply_for(data)
-
-    def _on_data(self, data: bytes) -> list[ServerEvent]:
-        return [Received(data), Send(self._answer(data))]
-
-    def _on_eof(self) -> list[ServerEvent]:
-        return [Close()]
 
 
 # Automaton state: (message index, payload bytes of it matched, phase).
