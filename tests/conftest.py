@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 from loopback import DRIVERS
 
-from trio_echo import Protocol
+from trio_echo import WireProtocol
 
 
 @pytest.fixture(params=DRIVERS, ids=lambda driver: f"{driver}-server")
@@ -27,8 +27,8 @@ def client_driver(request: pytest.FixtureRequest) -> str:
     return driver
 
 
-@pytest.fixture(params=list(Protocol), ids=lambda protocol: protocol.value)
-def protocol(request: pytest.FixtureRequest) -> Protocol:
+@pytest.fixture(params=list(WireProtocol), ids=lambda protocol: protocol.value)
+def protocol(request: pytest.FixtureRequest) -> WireProtocol:
     """The wire protocol under test."""
-    value: Protocol = request.param
+    value: WireProtocol = request.param
     return value

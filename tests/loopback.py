@@ -322,8 +322,8 @@ def run_cli(*args: str, timeout: float = LINE_TIMEOUT) -> subprocess.CompletedPr
     )
 
 
-def seed_lines(count: int = 7) -> list[str]:
-    """What the seed's reply client prints for *count* messages."""
+def note_lines(count: int = 7) -> list[str]:
+    """What the note's reply client prints for *count* messages."""
     lines: list[str] = []
     for i in range(count):
         lines += [f'sent: "{i} - Send Message"', f'received: "Re:{i} - Send Message"']

@@ -16,17 +16,17 @@ from loopback import (
     CliServer,
     cli_server,
     nonempty,
+    note_lines,
     occupied_port,
     refusing_port,
     run_cli,
-    seed_lines,
 )
 
-from trio_echo import BlockingServer, ClientConfig, Protocol, ServerConfig
+from trio_echo import BlockingServer, ClientConfig, ServerConfig, WireProtocol
 from trio_echo.blocking_driver import run_session
 
-SEED_BYTES_IN = sum(len(f"{i} - Send Message") for i in range(7))
-SEED_BYTES_OUT = SEED_BYTES_IN + 7 * len("Re:")
+NOTE_BYTES_IN = sum(len(f"{i} - Send Message") for i in range(7))
+NOTE_BYTES_OUT = NOTE_BYTES_IN + 7 * len("Re:")
 
 
 def driver_flags(driver: str) -> list[str]:
@@ -64,14 +64,14 @@ def assert_one_line_failure(stderr: str, *fragments: str) -> None:
         "blocking-blocking-SIGINT",
     ],
 )
-def test_client_holds_the_seed_conversation_with_serve(
+def test_client_holds_the_note_conversation_with_serve(
     server_driver: str, client_driver: str, signum: signal.Signals
 ) -> None:
     with cli_server(*driver_flags(server_driver)) as server:
         assert (server.driver, server.protocol) == (server_driver, "reply")
         client = run_cli("client", "--port", str(server.port), *driver_flags(client_driver))
         assert client.returncode == 0, client.stderr
-        assert client.stdout.splitlines() == seed_lines()
+        assert client.stdout.splitlines() == note_lines()
         assert client.stderr == ""
 
         server.cli.stderr.wait_for(lambda line: "disconnected" in line)
@@ -79,7 +79,7 @@ def test_client_holds_the_seed_conversation_with_serve(
 
     assert code == 0
     assert stdout[-1] == (
-        f"served 1 connection, {SEED_BYTES_IN} bytes in, {SEED_BYTES_OUT} bytes out, 0 errors"
+        f"served 1 connection, {NOTE_BYTES_IN} bytes in, {NOTE_BYTES_OUT} bytes out, 0 errors"
     )
     assert any('received 16 bytes: "0 - Send Message"' in line for line in stderr)
     assert "Traceback" not in "\n".join(stderr)
@@ -125,14 +125,14 @@ def test_a_signal_right_after_the_listening_line_still_gives_a_summary(
 @pytest.mark.parametrize("server_driver", ["trio", "blocking"])
 def test_serve_once_exits_after_one_client(server_driver: str) -> None:
     with cli_server("--once", "--protocol", "echo", *driver_flags(server_driver)) as server:
-        result = run_session(ClientConfig(port=server.port, protocol=Protocol.ECHO, timeout=20))
+        result = run_session(ClientConfig(port=server.port, protocol=WireProtocol.ECHO, timeout=20))
         code = server.cli.wait()
         stdout = server.cli.stdout.rest()
     assert result.ok
     assert code == 0
     assert stdout[0] == f"echo server ({server_driver}) listening on {HOST}:{server.port}"
     assert stdout[-1] == (
-        f"served 1 connection, {SEED_BYTES_IN} bytes in, {SEED_BYTES_IN} bytes out, 0 errors"
+        f"served 1 connection, {NOTE_BYTES_IN} bytes in, {NOTE_BYTES_IN} bytes out, 0 errors"
     )
 
 
@@ -141,7 +141,7 @@ def test_demo_prints_the_conversation() -> None:
     assert demo.returncode == 0, demo.stderr
     lines = demo.stdout.splitlines()
     client_lines = [line.removeprefix("client | ") for line in lines if line.startswith("client |")]
-    assert client_lines == seed_lines()
+    assert client_lines == note_lines()
     assert sum(' received "' in line for line in lines if line.startswith("server |")) == 7
     assert lines[0].startswith("server | reply server listening on 127.0.0.1:")
 
@@ -157,7 +157,9 @@ def test_connection_refused_is_one_line_and_exit_1(client_driver: str) -> None:
 
 def test_a_wrong_reply_is_one_line_and_exit_1() -> None:
     """A reply client talking to an echo server gets its message back without ``Re:``."""
-    echo = BlockingServer(ServerConfig(port=0, protocol=Protocol.ECHO), sink=lambda _event: None)
+    echo = BlockingServer(
+        ServerConfig(port=0, protocol=WireProtocol.ECHO), sink=lambda _event: None
+    )
     (address,) = echo.start()
     try:
         client = run_cli("client", "--port", str(address.port), "--count", "1")

@@ -39,7 +39,7 @@ from trio_echo.codec import (
     reply_for,
     server_codec,
 )
-from trio_echo.config import Protocol
+from trio_echo.config import WireProtocol
 from trio_echo.errors import (
     IncompleteReply,
     LineTooLong,
@@ -321,21 +321,21 @@ def test_greeting_line_limit_is_exact(limit: int, draw: st.DataObject) -> None:
 
 
 @FAST
-@given(data=st.binary(min_size=1, max_size=600), protocol=st.sampled_from(list(Protocol)))
-def test_answer_is_exactly_what_the_events_would_send(data: bytes, protocol: Protocol) -> None:
+@given(data=st.binary(min_size=1, max_size=600), protocol=st.sampled_from(list(WireProtocol)))
+def test_answer_is_exactly_what_the_events_would_send(data: bytes, protocol: WireProtocol) -> None:
     """Where the shortcut answers, it sends what the events send; greeting never answers."""
     answered = server_codec(protocol).answer(data)
     events = server_codec(protocol).receive_data(data)
-    if protocol is Protocol.GREETING:
+    if protocol is WireProtocol.GREETING:
         assert answered is None
     else:
         assert answered == b"".join(e.data for e in events if isinstance(e, Send))
         assert events[0] == Received(data)
 
 
-@pytest.mark.parametrize("protocol", [Protocol.REPLY, Protocol.ECHO], ids=lambda p: p.value)
+@pytest.mark.parametrize("protocol", [WireProtocol.REPLY, WireProtocol.ECHO], ids=lambda p: p.value)
 def test_answer_leaves_empty_input_and_a_finished_conversation_to_receive_data(
-    protocol: Protocol,
+    protocol: WireProtocol,
 ) -> None:
     codec = server_codec(protocol)
     assert codec.answer(b"") is None
@@ -346,8 +346,8 @@ def test_answer_leaves_empty_input_and_a_finished_conversation_to_receive_data(
 # --- server misuse --------------------------------------------------------------
 
 
-@pytest.mark.parametrize("protocol", list(Protocol), ids=lambda p: p.value)
-def test_server_codec_rejects_misuse(protocol: Protocol) -> None:
+@pytest.mark.parametrize("protocol", list(WireProtocol), ids=lambda p: p.value)
+def test_server_codec_rejects_misuse(protocol: WireProtocol) -> None:
     codec = server_codec(protocol)
     with pytest.raises(LocalProtocolError):
         codec.receive_data(b"")
@@ -677,8 +677,8 @@ def test_greeting_client_line_limit_is_exact(limit: int) -> None:
 # --- every client -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("protocol", list(Protocol), ids=lambda p: p.value)
-def test_client_codec_rejects_data_nobody_asked_for(protocol: Protocol) -> None:
+@pytest.mark.parametrize("protocol", list(WireProtocol), ids=lambda p: p.value)
+def test_client_codec_rejects_data_nobody_asked_for(protocol: WireProtocol) -> None:
     codec = client_codec(protocol)
     with pytest.raises(UnexpectedData):
         codec.receive_data(b"unsolicited")
@@ -691,8 +691,8 @@ def test_client_codec_rejects_data_nobody_asked_for(protocol: Protocol) -> None:
         codec.receive_data(b"x")
 
 
-@pytest.mark.parametrize("protocol", list(Protocol), ids=lambda p: p.value)
-def test_client_codec_rejects_misuse(protocol: Protocol) -> None:
+@pytest.mark.parametrize("protocol", list(WireProtocol), ids=lambda p: p.value)
+def test_client_codec_rejects_misuse(protocol: WireProtocol) -> None:
     codec = client_codec(protocol)
     with pytest.raises(LocalProtocolError):
         codec.send(b"")
@@ -718,9 +718,9 @@ def test_client_and_server_codecs_hold_a_conversation(message: bytes, draw: st.D
     be complete early (:func:`test_a_reply_is_taken_as_soon_as_it_is_complete`).
     """
     sent = {
-        Protocol.REPLY: bytes(byte for byte in message if byte not in b"Re:") or b"x",
-        Protocol.GREETING: message.replace(b"\n", b"") or b"x",
-        Protocol.ECHO: message,
+        WireProtocol.REPLY: bytes(byte for byte in message if byte not in b"Re:") or b"x",
+        WireProtocol.GREETING: message.replace(b"\n", b"") or b"x",
+        WireProtocol.ECHO: message,
     }
     for protocol, text in sent.items():
         client, server = client_codec(protocol), server_codec(protocol)

@@ -7,7 +7,7 @@ from typing import Any
 import attrs
 import pytest
 
-from trio_echo import ClientConfig, ConfigError, Protocol, ServerConfig
+from trio_echo import ClientConfig, ConfigError, ServerConfig, WireProtocol
 
 
 def test_defaults_follow_the_seed_but_listen_on_loopback() -> None:
@@ -15,7 +15,7 @@ def test_defaults_follow_the_seed_but_listen_on_loopback() -> None:
     assert (server.host, server.port, server.protocol, server.once) == (
         "127.0.0.1",
         3100,
-        Protocol.REPLY,
+        WireProtocol.REPLY,
         False,
     )
     assert (client.host, client.port, client.count, client.connections) == ("127.0.0.1", 3100, 7, 1)
@@ -72,8 +72,8 @@ def test_bad_values_fail_at_construction_naming_the_field(
 
 def test_a_greeting_message_is_one_line() -> None:
     with pytest.raises(ConfigError, match="message"):
-        ClientConfig(protocol=Protocol.GREETING, message="two\nlines")
-    assert ClientConfig(protocol=Protocol.REPLY, message="two\nlines").messages()[0] == (
+        ClientConfig(protocol=WireProtocol.GREETING, message="two\nlines")
+    assert ClientConfig(protocol=WireProtocol.REPLY, message="two\nlines").messages()[0] == (
         b"two\nlines"
     )
 
@@ -88,7 +88,7 @@ def test_config_error_is_a_value_error() -> None:
     [
         {"idle_timeout": None, "send_timeout": None, "grace": 0},
         {"port": 0, "idle_timeout": 0.001},
-        {"port": 65535, "protocol": Protocol.ECHO, "once": True},
+        {"port": 65535, "protocol": WireProtocol.ECHO, "once": True},
     ],
 )
 def test_good_server_values_are_kept(fields: dict[str, Any]) -> None:
@@ -98,9 +98,11 @@ def test_good_server_values_are_kept(fields: dict[str, Any]) -> None:
 
 def test_messages_follow_the_template_and_protocol() -> None:
     assert ClientConfig(message="m{i}", count=3).messages() == [b"m0", b"m1", b"m2"]
-    assert ClientConfig(protocol=Protocol.GREETING).messages() == [b"Hello from client"]
-    assert ClientConfig(protocol=Protocol.GREETING, count=5).messages() == [b"Hello from client"]
-    assert ClientConfig(protocol=Protocol.ECHO, count=2).messages() == [
+    assert ClientConfig(protocol=WireProtocol.GREETING).messages() == [b"Hello from client"]
+    assert ClientConfig(protocol=WireProtocol.GREETING, count=5).messages() == [
+        b"Hello from client"
+    ]
+    assert ClientConfig(protocol=WireProtocol.ECHO, count=2).messages() == [
         b"0 - Send Message",
         b"1 - Send Message",
     ]

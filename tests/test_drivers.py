@@ -43,9 +43,9 @@ from trio_echo import (
     Exchange,
     IncompleteReply,
     MessageReceived,
-    Protocol,
     TrioServer,
     UnexpectedData,
+    WireProtocol,
     WrongReply,
 )
 from trio_echo.codec import SERVER_GREETING, ClientCodec, ReplyReceived, client_codec, reply_for
@@ -58,16 +58,16 @@ SEED = [f"{i} - Send Message".encode() for i in range(7)]
 GREETING_LINE = b"Hello from client"
 
 
-def expected_exchanges(protocol: Protocol, messages: list[bytes]) -> list[Exchange]:
+def expected_exchanges(protocol: WireProtocol, messages: list[bytes]) -> list[Exchange]:
     """What a session of *messages* must bring back, each read whole by the server."""
-    if protocol is Protocol.GREETING:
+    if protocol is WireProtocol.GREETING:
         return [Exchange(messages[0], SERVER_GREETING)]
-    if protocol is Protocol.ECHO:
+    if protocol is WireProtocol.ECHO:
         return [Exchange(message, message) for message in messages]
     return [Exchange(message, reply_for(message)) for message in messages]
 
 
-def answer(protocol: Protocol, message: bytes) -> bytes:
+def answer(protocol: WireProtocol, message: bytes) -> bytes:
     """The reply to *message*, read whole by the server."""
     return expected_exchanges(protocol, [message])[0].reply
 
@@ -91,7 +91,7 @@ def template(raw: bytes) -> str:
 class RawClient:
     """A client on a bare Trio stream, driven by the codec, whose address is known."""
 
-    def __init__(self, stream: trio.SocketStream, protocol: Protocol) -> None:
+    def __init__(self, stream: trio.SocketStream, protocol: WireProtocol) -> None:
         self.stream = stream
         self.codec: ClientCodec = client_codec(protocol)
         self.address = Address.from_sockaddr(stream.socket.getsockname())
@@ -108,17 +108,17 @@ class RawClient:
 
 
 @contextlib.asynccontextmanager
-async def raw_client(address: Address, protocol: Protocol) -> AsyncIterator[RawClient]:
+async def raw_client(address: Address, protocol: WireProtocol) -> AsyncIterator[RawClient]:
     stream = await trio.open_tcp_stream(address.host, address.port)
     async with stream:
         yield RawClient(stream, protocol)
 
 
-# --- the seed's session, every client against every server -------------------------
+# --- the note's session, every client against every server -------------------------
 
 
 async def test_seed_session_gives_the_expected_replies(
-    server_driver: str, client_driver: str, protocol: Protocol
+    server_driver: str, client_driver: str, protocol: WireProtocol
 ) -> None:
     log = EventLog()
     lines: list[str] = []
@@ -129,12 +129,12 @@ async def test_seed_session_gives_the_expected_replies(
             (end,) = await log.wait_ended(1)
 
     assert result.error is None
-    sent = [GREETING_LINE] if protocol is Protocol.GREETING else SEED
+    sent = [GREETING_LINE] if protocol is WireProtocol.GREETING else SEED
     assert list(result.exchanges) == expected_exchanges(protocol, sent)
-    if protocol is Protocol.GREETING:
+    if protocol is WireProtocol.GREETING:
         assert lines == ['sent: "Hello from client"', 'received: "Hello From Server"']
     else:
-        prefix = "Re:" if protocol is Protocol.REPLY else ""
+        prefix = "Re:" if protocol is WireProtocol.REPLY else ""
         assert lines == [
             line
             for i in range(7)
@@ -145,14 +145,14 @@ async def test_seed_session_gives_the_expected_replies(
 
 
 async def test_fifty_clients_at_once_are_all_answered(
-    server_driver: str, client_driver: str, protocol: Protocol
+    server_driver: str, client_driver: str, protocol: WireProtocol
 ) -> None:
     """Fifty sessions at once, while another client holds its connection open."""
     log = EventLog()
     with trio.fail_after(TIMEOUT):
         async with running_server(server_driver, sink=log, protocol=protocol) as server:
             async with raw_client(server.address, protocol) as held:
-                if protocol is not Protocol.GREETING:  # a greeting ends after one line
+                if protocol is not WireProtocol.GREETING:  # a greeting ends after one line
                     assert await held.exchange(b"before") == answer(protocol, b"before")
                 config = client_config(server.address, protocol=protocol, connections=50)
                 results = await run_client(client_driver, config)
@@ -162,7 +162,7 @@ async def test_fifty_clients_at_once_are_all_answered(
     assert [result.index for result in results] == list(range(50))
     assert [result.error for result in results] == [None] * 50
     expected = expected_exchanges(
-        protocol, [GREETING_LINE] if protocol is Protocol.GREETING else SEED
+        protocol, [GREETING_LINE] if protocol is WireProtocol.GREETING else SEED
     )
     assert all(list(result.exchanges) == expected for result in results)
     assert server.stats.connections == 51
@@ -179,7 +179,7 @@ AWKWARD = b"\x00NUL\xff\xfe\xc3\x28{i}\xed\xa0\x80\r\x1b[2J\x00"
     "raw", [AWKWARD, bytes(range(256)).replace(b"\n", b"")], ids=["awkward", "every-byte"]
 )
 async def test_binary_messages_travel_byte_exact(
-    server_driver: str, client_driver: str, protocol: Protocol, raw: bytes
+    server_driver: str, client_driver: str, protocol: WireProtocol, raw: bytes
 ) -> None:
     log = EventLog()
     with trio.fail_after(TIMEOUT):
@@ -191,7 +191,7 @@ async def test_binary_messages_travel_byte_exact(
             await log.wait_ended(1)
 
     sent = [raw.replace(b"{i}", str(i).encode()) for i in range(2)]
-    if protocol is Protocol.GREETING:
+    if protocol is WireProtocol.GREETING:
         sent = [raw.replace(b"{i}", b"0")]
     assert result.error is None
     assert list(result.exchanges) == expected_exchanges(protocol, sent)
@@ -229,9 +229,9 @@ async def test_a_long_message_comes_back_in_re_pieces(
 async def test_a_long_message_echoes_back_whole(server_driver: str, client_driver: str) -> None:
     message = bytes(range(256)) * 40
     with trio.fail_after(TIMEOUT):
-        async with running_server(server_driver, protocol=Protocol.ECHO) as server:
+        async with running_server(server_driver, protocol=WireProtocol.ECHO) as server:
             config = client_config(
-                server.address, protocol=Protocol.ECHO, message=template(message), count=2
+                server.address, protocol=WireProtocol.ECHO, message=template(message), count=2
             )
             result = await run_session(client_driver, config)
     assert result.error is None
@@ -245,7 +245,9 @@ async def test_greeting_reports_bytes_after_the_line(server_driver: str) -> None
     extra = b"bytes nobody asked for \x00\xff"
     log = EventLog()
     with trio.fail_after(TIMEOUT):
-        async with running_server(server_driver, sink=log, protocol=Protocol.GREETING) as server:
+        async with running_server(
+            server_driver, sink=log, protocol=WireProtocol.GREETING
+        ) as server:
             stream = await trio.open_tcp_stream(HOST, server.address.port)
             async with stream:
                 await stream.send_all(b"the line\n" + extra)
@@ -266,7 +268,9 @@ async def test_greeting_reports_bytes_after_the_line(server_driver: str) -> None
 async def test_greeting_answers_a_line_cut_short_by_eof(server_driver: str) -> None:
     log = EventLog()
     with trio.fail_after(TIMEOUT):
-        async with running_server(server_driver, sink=log, protocol=Protocol.GREETING) as server:
+        async with running_server(
+            server_driver, sink=log, protocol=WireProtocol.GREETING
+        ) as server:
             stream = await trio.open_tcp_stream(HOST, server.address.port)
             async with stream:
                 await stream.send_all(b"no newline \x00\xff")
@@ -365,18 +369,23 @@ def answering(*replies: bytes, close: bool = False) -> Answer:
 @pytest.mark.parametrize(
     ("protocol", "answer", "error", "exchanged"),
     [
-        (Protocol.REPLY, answering(b"Re:something else"), WrongReply, 0),
-        (Protocol.REPLY, answering(b"Re:0 - Send Message", b"Re:0 - Send Message"), WrongReply, 1),
-        (Protocol.REPLY, answering(b"Re:0 - Se", close=True), IncompleteReply, 0),
-        (Protocol.REPLY, answering(b"", close=True), IncompleteReply, 0),
-        (Protocol.ECHO, answering(b"0 - Send Massage"), WrongReply, 0),
-        (Protocol.GREETING, answering(SERVER_GREETING + b"more"), UnexpectedData, 0),
+        (WireProtocol.REPLY, answering(b"Re:something else"), WrongReply, 0),
+        (
+            WireProtocol.REPLY,
+            answering(b"Re:0 - Send Message", b"Re:0 - Send Message"),
+            WrongReply,
+            1,
+        ),
+        (WireProtocol.REPLY, answering(b"Re:0 - Se", close=True), IncompleteReply, 0),
+        (WireProtocol.REPLY, answering(b"", close=True), IncompleteReply, 0),
+        (WireProtocol.ECHO, answering(b"0 - Send Massage"), WrongReply, 0),
+        (WireProtocol.GREETING, answering(SERVER_GREETING + b"more"), UnexpectedData, 0),
     ],
     ids=["wrong", "wrong-second", "incomplete", "closed", "echo-wrong", "greeting-extra"],
 )
 async def test_a_contract_breaking_server_is_named(
     client_driver: str,
-    protocol: Protocol,
+    protocol: WireProtocol,
     answer: Answer,
     error: type[Exception],
     exchanged: int,
@@ -393,11 +402,11 @@ async def test_a_contract_breaking_server_is_named(
 
 @pytest.mark.parametrize("wants_messages", [True, False], ids=["messages", "quiet"])
 async def test_server_reports_connection_events_in_order(
-    server_driver: str, protocol: Protocol, wants_messages: bool
+    server_driver: str, protocol: WireProtocol, wants_messages: bool
 ) -> None:
     """A quiet sink gets no message events (the hot path skips them), and the same counts."""
     log = EventLog(wants_messages=wants_messages)
-    messages = [GREETING_LINE] if protocol is Protocol.GREETING else [b"one", b"two \x00\xff"]
+    messages = [GREETING_LINE] if protocol is WireProtocol.GREETING else [b"one", b"two \x00\xff"]
     with trio.fail_after(TIMEOUT):
         async with running_server(server_driver, sink=log, protocol=protocol) as server:
             async with raw_client(server.address, protocol) as client:
@@ -420,7 +429,7 @@ async def test_server_reports_connection_events_in_order(
     wire_out = sum(len(reply) for reply in replies)
     assert (end.bytes_in, end.bytes_out) == (wire_in, wire_out)
     assert end.reason == (
-        "conversation complete" if protocol is Protocol.GREETING else "closed by peer"
+        "conversation complete" if protocol is WireProtocol.GREETING else "closed by peer"
     )
     stats = server.stats
     assert (stats.connections, stats.bytes_in, stats.bytes_out, stats.errors) == (
@@ -454,7 +463,7 @@ async def test_a_reset_connection_leaves_the_others_alone(
     log = EventLog()
     with trio.fail_after(TIMEOUT):
         async with running_server(server_driver, sink=log) as server:
-            async with raw_client(server.address, Protocol.REPLY) as steady:
+            async with raw_client(server.address, WireProtocol.REPLY) as steady:
                 assert await steady.exchange(b"before") == b"Re:before"
 
                 doomed = trio.socket.socket(socket.AF_INET, socket.SOCK_STREAM)

@@ -34,7 +34,7 @@ from hardening_helpers import DRIVERS, Served, half_close_round_trip, peer_of, s
 
 from reliability.clients import HOST, exchange, flood, read_to_eof, reset
 from reliability.procs import running_server
-from trio_echo import Address, ConnectionFailed, Disconnected, Protocol, ServerConfig
+from trio_echo import Address, ConnectionFailed, Disconnected, ServerConfig, WireProtocol
 from trio_echo.codec import SERVER_GREETING, EchoServer, ReplyMatcher, ServerEvent
 from trio_echo.connection_log import BytesDiscarded, Connected, MessageReceived
 from trio_echo.faults import ACCEPT_LOG_INTERVAL, ACCEPT_RETRY_SECONDS, AcceptFailureLog
@@ -52,7 +52,7 @@ def driver(request: pytest.FixtureRequest) -> str:
 
 def echo_config(**limits: Any) -> ServerConfig:
     """An echo server on a free loopback port, with the given limits."""
-    return ServerConfig(port=0, protocol=Protocol.ECHO, **limits)
+    return ServerConfig(port=0, protocol=WireProtocol.ECHO, **limits)
 
 
 async def assert_still_serving(served: Served) -> None:
@@ -108,10 +108,10 @@ async def test_broken_pipe_while_replying(driver: str) -> None:
             await assert_still_serving(served)
 
 
-@pytest.mark.parametrize("protocol", list(Protocol))
-async def test_half_close_gets_every_byte_then_eof(driver: str, protocol: Protocol) -> None:
+@pytest.mark.parametrize("protocol", list(WireProtocol))
+async def test_half_close_gets_every_byte_then_eof(driver: str, protocol: WireProtocol) -> None:
     payload = bytes(range(256)).replace(b"\n", b"") * 2048
-    if protocol is Protocol.GREETING:
+    if protocol is WireProtocol.GREETING:
         payload = payload[:1000]  # one line, ended by end of input instead of a newline
     with trio.fail_after(BOUND):
         async with serving(driver, ServerConfig(port=0, protocol=protocol)) as served:
@@ -125,11 +125,11 @@ async def test_half_close_gets_every_byte_then_eof(driver: str, protocol: Protoc
     assert ended.bytes_out == len(received)
 
 
-def assert_answers(protocol: Protocol, payload: bytes, received: bytes) -> None:
+def assert_answers(protocol: WireProtocol, payload: bytes, received: bytes) -> None:
     """*received* is the whole, exact answer to *payload* sent before a half-close."""
-    if protocol is Protocol.ECHO:
+    if protocol is WireProtocol.ECHO:
         assert received == payload
-    elif protocol is Protocol.REPLY:
+    elif protocol is WireProtocol.REPLY:
         assert ReplyMatcher(payload).feed(received)
     else:
         assert received == SERVER_GREETING
@@ -138,7 +138,7 @@ def assert_answers(protocol: Protocol, payload: bytes, received: bytes) -> None:
 async def test_greeting_with_unread_input_still_arrives(driver: str) -> None:
     """The server lingers: input it did not read cannot reset the connection over the reply."""
     junk = b"j" * (4 * 2**20)
-    config = ServerConfig(port=0, protocol=Protocol.GREETING)
+    config = ServerConfig(port=0, protocol=WireProtocol.GREETING)
     with trio.fail_after(BOUND):
         async with serving(driver, config) as served:
             client = await served.connect()
@@ -286,7 +286,7 @@ async def test_client_that_stops_reading_is_dropped_with_bounded_buffering(drive
 async def test_over_long_greeting_line_ends_that_connection(
     driver: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    config = ServerConfig(port=0, protocol=Protocol.GREETING, max_line=1000)
+    config = ServerConfig(port=0, protocol=WireProtocol.GREETING, max_line=1000)
     with trio.fail_after(BOUND):
         async with serving(driver, config) as served:
             client = await served.connect()
@@ -321,9 +321,9 @@ def printable_ascii(text: str) -> bool:
     return all(" " <= char <= "~" for char in text)
 
 
-@pytest.mark.parametrize("protocol", list(Protocol))
+@pytest.mark.parametrize("protocol", list(WireProtocol))
 async def test_garbage_is_echoed_exactly_and_logged_escaped(
-    driver: str, protocol: Protocol, caplog: pytest.LogCaptureFixture
+    driver: str, protocol: WireProtocol, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="trio_echo")
     with trio.fail_after(BOUND):
@@ -340,7 +340,7 @@ async def test_garbage_is_echoed_exactly_and_logged_escaped(
                     for e in served.recorder.events
                     if isinstance(e, MessageReceived) and e.peer == peer
                 )
-                expected = payload.split(b"\n")[0] if protocol is Protocol.GREETING else payload
+                expected = payload.split(b"\n")[0] if protocol is WireProtocol.GREETING else payload
                 assert seen == expected
     lines = [r.getMessage() for r in caplog.records if r.name.startswith("trio_echo")]
     assert len(lines) >= 3 * len(GARBAGE)

@@ -27,7 +27,7 @@ from loopback import (
     split_reply,
 )
 
-from trio_echo import Address, Exchange, Protocol, WrongReply
+from trio_echo import Address, Exchange, WireProtocol, WrongReply
 from trio_echo.codec import SERVER_GREETING
 
 TIMEOUT = 30.0
@@ -80,7 +80,7 @@ async def test_echo_server_returns_every_byte_to_a_third_party_client(
 ) -> None:
     log = EventLog()
     with trio.fail_after(TIMEOUT):
-        async with running_server(server_driver, sink=log, protocol=Protocol.ECHO) as server:
+        async with running_server(server_driver, sink=log, protocol=WireProtocol.ECHO) as server:
             output = await talk(tool(server.address.port), EVERY_BYTE)
             (end,) = await log.wait_ended(1)
     assert output == EVERY_BYTE
@@ -92,7 +92,7 @@ async def test_reply_server_answers_a_third_party_client_in_re_pieces(
     server_driver: str, tool: Tool
 ) -> None:
     with trio.fail_after(TIMEOUT):
-        async with running_server(server_driver, protocol=Protocol.REPLY) as server:
+        async with running_server(server_driver, protocol=WireProtocol.REPLY) as server:
             output = await talk(tool(server.address.port), NO_R)
     pieces = split_reply(output)
     assert b"".join(pieces) == NO_R
@@ -107,7 +107,7 @@ async def test_greeting_server_greets_a_third_party_client(
     server_driver: str, tool: Tool, line: bytes
 ) -> None:
     with trio.fail_after(TIMEOUT):
-        async with running_server(server_driver, protocol=Protocol.GREETING) as server:
+        async with running_server(server_driver, protocol=WireProtocol.GREETING) as server:
             output = await talk(tool(server.address.port), line)
     assert output == b"Hello From Server\n"
 
@@ -165,7 +165,7 @@ async def test_our_echo_client_talks_to_a_socat_echo_server(client_driver: str) 
     with trio.fail_after(TIMEOUT):
         async with socat_server("cat") as address:
             message = "\x00{i} caf\udcc3\udca9 \udcff"
-            config = client_config(address, protocol=Protocol.ECHO, message=message, count=3)
+            config = client_config(address, protocol=WireProtocol.ECHO, message=message, count=3)
             result = await run_session(client_driver, config)
     assert result.error is None
     sent = [f"\x00{i} caf\udcc3\udca9 \udcff".encode("utf-8", "surrogateescape") for i in range(3)]
@@ -185,7 +185,7 @@ async def test_our_reply_client_rejects_a_socat_echo_server(client_driver: str) 
 async def test_our_greeting_client_talks_to_a_socat_greeting_server(client_driver: str) -> None:
     with trio.fail_after(TIMEOUT):
         async with socat_server("head -n 1 >/dev/null; echo Hello From Server") as address:
-            config = client_config(address, protocol=Protocol.GREETING)
+            config = client_config(address, protocol=WireProtocol.GREETING)
             result = await run_session(client_driver, config)
     assert result.error is None
     assert list(result.exchanges) == [Exchange(b"Hello from client", SERVER_GREETING)]

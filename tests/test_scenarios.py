@@ -117,11 +117,11 @@ def test_drivers_that_disagree_are_shown_side_by_side() -> None:
     def anything(_transcript: object) -> None:
         pass
 
-    scenario = attrs.evolve(by_name("seed-session"), script=confess, expect=anything)
+    scenario = attrs.evolve(by_name("note-session"), script=confess, expect=anything)
     with pytest.raises(ScenarioFailed) as caught:
         check(scenario, 3)
     message = str(caught.value)
-    assert "replay seed-session --seed 3 --driver both" in message
+    assert "replay note-session --seed 3 --driver both" in message
     assert '-   "0.000000 served by trio"' in message
     assert '+   "0.000000 served by blocking"' in message
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from trio_echo.config import ClientConfig, Protocol
+from trio_echo.config import ClientConfig, WireProtocol
 from trio_echo.errors import IncompleteReply, Timeout
 from trio_echo.session import ClientSession, Exchange, SessionResult, summarise
 
@@ -24,7 +24,7 @@ def test_the_seed_session_sends_seven_messages_and_reports_each_line() -> None:
 
 def test_a_greeting_is_shown_without_its_newline() -> None:
     lines: list[str] = []
-    session = ClientSession(ClientConfig(protocol=Protocol.GREETING), lines.append)
+    session = ClientSession(ClientConfig(protocol=WireProtocol.GREETING), lines.append)
     assert session.next_outgoing() == b"Hello from client\n"
     assert session.receive(b"Hello From Server\n")
     assert lines == ['sent: "Hello from client"', 'received: "Hello From Server"']
@@ -34,7 +34,7 @@ def test_a_greeting_is_shown_without_its_newline() -> None:
 def test_silence_times_out_as_no_reply() -> None:
     session = ClientSession(ClientConfig(count=1))
     session.next_outgoing()
-    error = session.timed_out(3)
+    error = session.timeout_error(3)
     assert isinstance(error, Timeout)
     assert str(error) == "no reply from 127.0.0.1:3100 within 3 s"
 
@@ -44,7 +44,7 @@ def test_a_truncated_reply_times_out_as_incomplete_and_shows_what_came() -> None
     session = ClientSession(ClientConfig(count=1, message=message))
     session.next_outgoing()
     assert not session.receive(b"Re:" + b"x" * 123)
-    error = session.timed_out(3)
+    error = session.timeout_error(3)
     assert isinstance(error, IncompleteReply)
     assert "still incomplete after 3 s: got 126 bytes" in str(error)
 
@@ -56,8 +56,8 @@ def test_summary_counts_sessions_and_round_trips() -> None:
     assert line.startswith("1/2 sessions ok, 7 round trips in 2.000 s")
 
 
-@pytest.mark.parametrize("protocol", list(Protocol))
-def test_server_close_mid_reply_is_incomplete(protocol: Protocol) -> None:
+@pytest.mark.parametrize("protocol", list(WireProtocol))
+def test_server_close_mid_reply_is_incomplete(protocol: WireProtocol) -> None:
     session = ClientSession(ClientConfig(protocol=protocol, count=1))
     session.next_outgoing()
     with pytest.raises(IncompleteReply):
@@ -66,6 +66,6 @@ def test_server_close_mid_reply_is_incomplete(protocol: Protocol) -> None:
 
 def test_a_connect_timeout_names_the_server_as_an_address() -> None:
     session = ClientSession(ClientConfig(host="::1", port=3100))
-    error = session.connect_timed_out(30)
+    error = session.connect_timeout_error(30)
     assert isinstance(error, Timeout)
     assert str(error) == "connect to [::1]:3100: no answer within 30 s"

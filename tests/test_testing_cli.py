@@ -38,7 +38,7 @@ def test_sweep_checks_seeds_and_reports(jobs: str, capsys: pytest.CaptureFixture
 
 def test_the_module_runs_as_a_command() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "trio_echo.testing", "replay", "seed-session", "--digest-only"],
+        [sys.executable, "-m", "trio_echo.testing", "replay", "note-session", "--digest-only"],
         capture_output=True,
         text=True,
         timeout=120,
@@ -49,5 +49,5 @@ def test_the_module_runs_as_a_command() -> None:
 
 
 def test_an_unknown_scenario_is_named_with_the_choices() -> None:
-    with pytest.raises(KeyError, match="seed-session"):
+    with pytest.raises(KeyError, match="note-session"):
         main(["replay", "no-such-scenario"])

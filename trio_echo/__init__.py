@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from .address import Address
 from .blocking_driver import BlockingServer
-from .config import ClientConfig, Protocol, ServerConfig
+from .config import ClientConfig, ServerConfig, WireProtocol
 from .connection_log import (
     BytesDiscarded,
     Connected,
@@ -65,7 +65,6 @@ __all__ = [
     "LoggingSink",
     "MessageReceived",
     "NetworkError",
-    "Protocol",
     "ProtocolError",
     "RemoteProtocolError",
     "ServerConfig",
@@ -75,6 +74,7 @@ __all__ = [
     "TrioEchoError",
     "TrioServer",
     "UnexpectedData",
+    "WireProtocol",
     "WrongReply",
     "__version__",
     "run_client",

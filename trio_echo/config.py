@@ -20,25 +20,25 @@ DEFAULT_HOST = "127.0.0.1"
 """Loopback: exposing a server to the network must be an explicit choice."""
 
 DEFAULT_PORT = 3100
-"""The seed's port, for every protocol (its greeting pair used privileged port 13)."""
+"""The note's port, for every protocol (its greeting pair used privileged port 13)."""
 
-SEED_MESSAGE = "{i} - Send Message"
-"""The seed client's message; ``{i}`` becomes the message's index."""
+NOTE_MESSAGE = "{i} - Send Message"
+"""The note's client's message; ``{i}`` becomes the message's index."""
 
-SEED_COUNT = 7
-"""How many messages the seed client sends."""
+NOTE_COUNT = 7
+"""How many messages the note's client sends."""
 
 GREETING_MESSAGE = "Hello from client"
-"""The line the seed's greeting client sends (the codec adds the newline)."""
+"""The line the note's greeting client sends (the codec adds the newline)."""
 
 
-class Protocol(enum.Enum):
+class WireProtocol(enum.Enum):
     """The three wire protocols (DESIGN.md section 2)."""
 
     REPLY = "reply"
-    """Every chunk read goes back as ``Re:`` + at most 124 bytes (the seed's pair A)."""
+    """Every chunk read goes back as ``Re:`` + at most 124 bytes (the note's pair A)."""
     GREETING = "greeting"
-    """One line in, ``Hello From Server\\n`` out, close (the seed's pair B)."""
+    """One line in, ``Hello From Server\\n`` out, close (the note's pair B)."""
     ECHO = "echo"
     """RFC 862: every byte back unchanged until the peer closes."""
 
@@ -68,7 +68,7 @@ _positive_seconds = _check(
 _non_negative_seconds = _check(
     lambda v: _is_number(v) and 0 <= v < float("inf"), "zero or a positive number of seconds"
 )
-_protocol = _check(lambda v: isinstance(v, Protocol), "a Protocol (reply, greeting or echo)")
+_protocol = _check(lambda v: isinstance(v, WireProtocol), "reply, greeting or echo")
 _flag = _check(lambda v: isinstance(v, bool), "True or False")
 
 
@@ -85,9 +85,9 @@ class ServerConfig:
 
     host: str = attrs.field(default=DEFAULT_HOST, validator=_host)
     port: int = attrs.field(default=DEFAULT_PORT, validator=_port)
-    protocol: Protocol = attrs.field(default=Protocol.REPLY, validator=_protocol)
+    protocol: WireProtocol = attrs.field(default=WireProtocol.REPLY, validator=_protocol)
     once: bool = attrs.field(default=False, validator=_flag)
-    """Serve one client, then exit (the seed server's behaviour)."""
+    """Serve one client, then exit (the note's server's behaviour)."""
     max_line: int = attrs.field(default=65536, validator=_positive_int)
     """Longest greeting line accepted, in bytes, not counting the newline."""
     idle_timeout: float | None = attrs.field(default=60.0, validator=_positive_seconds)
@@ -116,11 +116,11 @@ class ClientConfig:
 
     host: str = attrs.field(default=DEFAULT_HOST, validator=_host)
     port: int = attrs.field(default=DEFAULT_PORT, validator=_port)
-    protocol: Protocol = attrs.field(default=Protocol.REPLY, validator=_protocol)
-    count: int = attrs.field(default=SEED_COUNT, validator=_positive_int)
+    protocol: WireProtocol = attrs.field(default=WireProtocol.REPLY, validator=_protocol)
+    count: int = attrs.field(default=NOTE_COUNT, validator=_positive_int)
     """Messages per session (reply and echo; a greeting session is one line)."""
     message: str | None = attrs.field(default=None)
-    """Message template, ``{i}`` replaced by the index; None means the seed's."""
+    """Message template, ``{i}`` replaced by the index; None means the note's."""
     connections: int = attrs.field(default=1, validator=_positive_int)
     """Sessions run at once."""
     timeout: float | None = attrs.field(default=30.0, validator=_positive_seconds)
@@ -136,15 +136,15 @@ class ClientConfig:
             return
         if not isinstance(value, str) or value == "":
             raise ConfigError("message must be a non-empty string")
-        if self.protocol is Protocol.GREETING and "\n" in value:
+        if self.protocol is WireProtocol.GREETING and "\n" in value:
             raise ConfigError("a greeting message is one line: it cannot contain a newline")
 
     def messages(self) -> list[bytes]:
         """The bytes of each message one session sends, in order."""
-        if self.protocol is Protocol.GREETING:
+        if self.protocol is WireProtocol.GREETING:
             template = GREETING_MESSAGE if self.message is None else self.message
             return [encode_argument(template.replace("{i}", "0"))]
-        template = SEED_MESSAGE if self.message is None else self.message
+        template = NOTE_MESSAGE if self.message is None else self.message
         return [encode_argument(template.replace("{i}", str(i))) for i in range(self.count)]
 
 

@@ -3,7 +3,7 @@
 Drivers report through a :class:`ConnectionRecord` per connection. It turns
 the codec's events into the bytes to write, counts bytes both ways, stamps
 every :data:`ConnectionEvent` with the driver's clock and hands it to a sink:
-:class:`LoggingSink` by default (the seed's console lines, escaped), or a
+:class:`LoggingSink` by default (the note's console lines, escaped), or a
 test's recorder. Keeping this in one place is what lets the two drivers
 produce the same transcript.
 """
@@ -105,7 +105,7 @@ def wants_messages(sink: EventSink) -> bool:
 
 
 class LoggingSink:
-    """Writes events to the ``trio_echo.server`` logger, the seed's lines made safe.
+    """Writes events to the ``trio_echo.server`` logger, the note's lines made safe.
 
     Messages are logged at INFO, errors at WARNING, so ``--log-level warning``
     keeps only the errors. Received bytes are always escaped.

@@ -15,7 +15,7 @@ import attrs
 
 from .address import Address
 from .codec import ClientCodec, ReplyReceived, client_codec
-from .config import ClientConfig, Protocol
+from .config import ClientConfig, WireProtocol
 from .errors import IncompleteReply, Timeout, TrioEchoError
 from .escape import escape
 
@@ -50,9 +50,9 @@ class SessionResult:
         return self.error is None
 
 
-def show_reply(protocol: Protocol, reply: bytes) -> str:
+def show_reply(protocol: WireProtocol, reply: bytes) -> str:
     """A reply as a terminal shows it: escaped, a greeting without its newline."""
-    if protocol is Protocol.GREETING and reply.endswith(b"\n"):
+    if protocol is WireProtocol.GREETING and reply.endswith(b"\n"):
         reply = reply[:-1]
     return escape(reply)
 
@@ -94,11 +94,11 @@ class ClientSession:
                 return True
         return False
 
-    def connect_timed_out(self, seconds: float) -> Timeout:
+    def connect_timeout_error(self, seconds: float) -> Timeout:
         """The error for a connection that was not made within *seconds*."""
         return Timeout(f"connect to {self.where}: no answer within {seconds:g} s")
 
-    def timed_out(self, seconds: float) -> TrioEchoError:
+    def timeout_error(self, seconds: float) -> TrioEchoError:
         """The error for a reply that did not complete within *seconds*.
 
         A server that sent part of a reply and stopped (one that truncates,

@@ -1,4 +1,4 @@
-"""The blocking client: the seed's session on a plain socket, a thread per session."""
+"""The blocking client: the note's session on a plain socket, a thread per session."""
 
 from __future__ import annotations
 
@@ -60,14 +60,14 @@ def _converse(config: ClientConfig, runtime: Runtime, session: ClientSession) ->
     try:
         stream = runtime.connect(config.host, config.port, config.timeout)
     except TimeoutError:
-        raise session.connect_timed_out(limit) from None
+        raise session.connect_timeout_error(limit) from None
     try:
         while (outgoing := session.next_outgoing()) is not None:
             stream.sendall(outgoing, config.timeout)
             while not session.receive(stream.recv(config.receive_size, config.timeout)):
                 pass
     except TimeoutError:
-        raise session.timed_out(limit) from None
+        raise session.timeout_error(limit) from None
     except OSError as exc:
         raise from_os_error(exc, f"talking to {where}") from None
     finally:

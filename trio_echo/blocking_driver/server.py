@@ -1,6 +1,6 @@
 """The blocking server: a thread per client, on plain sockets and the same codec.
 
-It is the seed's synchronous server made to serve many clients the classic
+It is the note's synchronous server made to serve many clients the classic
 way, so it can be compared with the Trio driver: same configuration, same
 codec, same events, same limits.
 """

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .. import __version__
-from ..config import DEFAULT_HOST, DEFAULT_PORT, ClientConfig, Protocol, ServerConfig
+from ..config import DEFAULT_HOST, DEFAULT_PORT, ClientConfig, ServerConfig, WireProtocol
 from .client import client_command
 from .common import PROG
 from .demo import demo_command
@@ -92,7 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--message",
         default=None,
         metavar="TEXT",
-        help="message to send; {i} becomes its index (default: the seed's '{i} - Send Message')",
+        help=(
+            "message to send; {i} becomes its index "
+            "(default: the original program's '{i} - Send Message')"
+        ),
     )
     client.add_argument(
         "--connections",
@@ -112,14 +115,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser(
         "demo",
-        help="run a server and the seed's client session in one process",
-        description="Start a server on a free loopback port and hold the seed's session with it.",
+        help="run a server and the original program's client session in one process",
+        description=(
+            "Start a server on a free loopback port and hold the original program's "
+            "client session with it."
+        ),
     )
     demo.add_argument(
         "--protocol",
-        type=Protocol,
-        default=Protocol.REPLY,
-        choices=list(Protocol),
+        type=WireProtocol,
+        default=WireProtocol.REPLY,
+        choices=list(WireProtocol),
         metavar="{reply,greeting,echo}",
         help="protocol to demonstrate (default: reply)",
     )
@@ -133,9 +139,9 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--protocol",
-        type=Protocol,
-        default=Protocol.REPLY,
-        choices=list(Protocol),
+        type=WireProtocol,
+        default=WireProtocol.REPLY,
+        choices=list(WireProtocol),
         metavar="{reply,greeting,echo}",
         help="wire protocol (default: reply)",
     )

@@ -8,7 +8,7 @@ Both drivers, the CLI and the testing helpers speak through it.
 
 from __future__ import annotations
 
-from ..config import Protocol
+from ..config import WireProtocol
 from .base import ClientCodec, ServerCodec
 from .echo import EchoClient, EchoServer
 from .events import ClientEvent, Close, Discarded, Received, ReplyReceived, Send, ServerEvent
@@ -40,19 +40,19 @@ __all__ = [
 ]
 
 
-def server_codec(protocol: Protocol, *, max_line: int = 65536) -> ServerCodec:
+def server_codec(protocol: WireProtocol, *, max_line: int = 65536) -> ServerCodec:
     """A fresh server side for one connection speaking *protocol*."""
-    if protocol is Protocol.GREETING:
+    if protocol is WireProtocol.GREETING:
         return GreetingServer(max_line)
-    if protocol is Protocol.ECHO:
+    if protocol is WireProtocol.ECHO:
         return EchoServer()
     return ReplyServer()
 
 
-def client_codec(protocol: Protocol, *, max_line: int = 65536) -> ClientCodec:
+def client_codec(protocol: WireProtocol, *, max_line: int = 65536) -> ClientCodec:
     """A fresh client side for one connection speaking *protocol*."""
-    if protocol is Protocol.GREETING:
+    if protocol is WireProtocol.GREETING:
         return GreetingClient(max_line)
-    if protocol is Protocol.ECHO:
+    if protocol is WireProtocol.ECHO:
         return EchoClient()
     return ReplyClient()

@@ -1,4 +1,4 @@
-"""The ``greeting`` protocol: the seed's iostream pair.
+"""The ``greeting`` protocol: the note's iostream pair.
 
 The client sends one line; the server reads it (to ``\\n``, or to end of
 input), answers ``Hello From Server\\n`` and closes. Lines are bounded by a

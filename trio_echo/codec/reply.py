@@ -1,7 +1,7 @@
-"""The ``reply`` protocol: the seed's "Re:" pair, without its truncation.
+"""The ``reply`` protocol: the note's "Re:" pair, without its truncation.
 
 The server answers every chunk it reads with ``Re:`` followed by that chunk,
-in pieces of at most 124 bytes, so no reply exceeds the seed's 127-byte
+in pieces of at most 124 bytes, so no reply exceeds the note's 127-byte
 buffer and no byte is ever cut. TCP may split any write, so the client
 cannot count on one reply arriving in one read, or on the server reading a
 message in one piece: :class:`ReplyMatcher` accepts every way of splitting
@@ -17,7 +17,7 @@ from .events import ReplyReceived
 
 PREFIX = b"Re:"
 MAX_PIECE = 124
-"""Payload bytes per ``Re:`` piece: 3 + 124 = the seed's 127-byte limit."""
+"""Payload bytes per ``Re:`` piece: 3 + 124 = the note's 127-byte limit."""
 
 
 def reply_for(chunk: bytes) -> bytes:

@@ -30,8 +30,8 @@ __all__ = [
 
 Json = dict[str, Any]
 
-SEED_MESSAGES = ClientConfig().messages()
-"""The seed session's seven messages."""
+NOTE_MESSAGES = ClientConfig().messages()
+"""The seven messages of the note's client session."""
 
 
 def connection(transcript: Transcript, key: str) -> Json:
@@ -73,7 +73,7 @@ def notes(transcript: Transcript, label: str) -> list[str]:
 
 
 def assert_ok(
-    transcript: Transcript, label: str, messages: list[bytes] = SEED_MESSAGES, *, whole: bool = True
+    transcript: Transcript, label: str, messages: list[bytes] = NOTE_MESSAGES, *, whole: bool = True
 ) -> None:
     """Client *label* got a reply to every message, its client accepted each.
 

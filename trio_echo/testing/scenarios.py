@@ -16,7 +16,7 @@ from __future__ import annotations
 import trio
 
 from ..codec import SERVER_GREETING
-from ..config import GREETING_MESSAGE, Protocol, ServerConfig
+from ..config import GREETING_MESSAGE, ServerConfig, WireProtocol
 from ..escape import escape
 from .expectations import (
     assert_ended,
@@ -58,14 +58,14 @@ async def read_to_end(context: ScenarioContext, label: str, stream: SimulatedStr
 # ---- the scenarios ---------------------------------------------------------------
 
 
-async def seed_session(context: ScenarioContext) -> None:
-    await context.session("seed")
+async def note_session(context: ScenarioContext) -> None:
+    await context.session("note")
 
 
-def expect_seed_session(transcript: Transcript) -> None:
-    assert_ok(transcript, "seed")
-    assert kinds(transcript, "seed") == ["Connected"] + ["MessageReceived"] * 7 + ["Disconnected"]
-    assert_ended(transcript, "seed", "Disconnected", reason="closed by peer", at="0.017000")
+def expect_note_session(transcript: Transcript) -> None:
+    assert_ok(transcript, "note")
+    assert kinds(transcript, "note") == ["Connected"] + ["MessageReceived"] * 7 + ["Disconnected"]
+    assert_ended(transcript, "note", "Disconnected", reason="closed by peer", at="0.017000")
 
 
 THOUSAND = [f"c{index:04d}" for index in range(1000)]
@@ -378,7 +378,7 @@ def expect_resets_reported(transcript: Transcript) -> None:
 
 async def faulty_greetings(context: ScenarioContext) -> None:
     for index, label in enumerate(FAULTY):
-        context.start_session(label, at=index * 0.25, protocol=Protocol.GREETING)
+        context.start_session(label, at=index * 0.25, protocol=WireProtocol.GREETING)
 
 
 def expect_greetings(transcript: Transcript) -> None:
@@ -398,14 +398,14 @@ RESET_FAULTS = Faults(split=0.3, delay=0.3, reset=0.5, reset_within=300)
 
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
-        name="seed-session",
-        checks="the seed's seven-message conversation, byte for byte, with its timestamps",
-        script=seed_session,
-        expect=expect_seed_session,
+        name="note-session",
+        checks="the note's seven-message conversation, byte for byte, with its timestamps",
+        script=note_session,
+        expect=expect_note_session,
     ),
     Scenario(
         name="thousand-clients",
-        checks="1000 concurrent seed sessions all answered, none failed",
+        checks="1000 concurrent sessions of the note all answered, none failed",
         script=thousand_clients,
         expect=expect_thousand_clients,
     ),
@@ -413,7 +413,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         name="drip",
         checks="a greeting sent one byte per virtual second restarts the idle timer each time",
         script=drip,
-        server=ServerConfig(protocol=Protocol.GREETING),
+        server=ServerConfig(protocol=WireProtocol.GREETING),
         expect=expect_drip,
     ),
     Scenario(
@@ -426,7 +426,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         name="timeout-tie",
         checks="bytes arriving at the very instant the idle timeout expires come too late",
         script=drip_at_the_limit,
-        server=ServerConfig(protocol=Protocol.GREETING),
+        server=ServerConfig(protocol=WireProtocol.GREETING),
         expect=expect_drip_at_the_limit,
     ),
     Scenario(
@@ -439,21 +439,21 @@ SCENARIOS: tuple[Scenario, ...] = (
         name="half-close",
         checks="after the peer's EOF every byte is echoed, then the server closes",
         script=half_close,
-        server=ServerConfig(protocol=Protocol.ECHO),
+        server=ServerConfig(protocol=WireProtocol.ECHO),
         expect=expect_half_close,
     ),
     Scenario(
         name="long-greeting-line",
         checks="a greeting line past max_line ends that connection with a logged error",
         script=long_line,
-        server=ServerConfig(protocol=Protocol.GREETING, max_line=64),
+        server=ServerConfig(protocol=WireProtocol.GREETING, max_line=64),
         expect=expect_long_line,
     ),
     Scenario(
         name="bytes-after-greeting",
         checks="bytes after the greeting line are reported as discarded, never dropped silently",
         script=discarded,
-        server=ServerConfig(protocol=Protocol.GREETING),
+        server=ServerConfig(protocol=WireProtocol.GREETING),
         expect=expect_discarded,
     ),
     Scenario(
@@ -521,7 +521,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         name="shutdown-while-lingering",
         checks="a finished connection still draining its input is cut by a hard shutdown",
         script=lingering_at_shutdown,
-        server=ServerConfig(protocol=Protocol.GREETING),
+        server=ServerConfig(protocol=WireProtocol.GREETING),
         expect=expect_lingering_at_shutdown,
     ),
     Scenario(
@@ -550,7 +550,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         name="faulty-greetings",
         checks="greetings survive split and late pieces",
         script=faulty_greetings,
-        server=ServerConfig(protocol=Protocol.GREETING),
+        server=ServerConfig(protocol=WireProtocol.GREETING),
         faults=NETWORK_FAULTS,
         seeded=True,
         expect=expect_greetings,

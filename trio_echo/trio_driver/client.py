@@ -1,4 +1,4 @@
-"""The Trio client: the seed's session, any number of them at once.
+"""The Trio client: the note's session, any number of them at once.
 
 :func:`run_session` holds one conversation over one connection;
 :func:`run_client` runs ``config.connections`` of them in one nursery and
@@ -69,7 +69,7 @@ async def _converse(config: ClientConfig, network: Network, session: ClientSessi
         with trio.fail_after(limit):
             stream = await network.connect(config.host, config.port)
     except trio.TooSlowError:
-        raise session.connect_timed_out(limit) from None
+        raise session.connect_timeout_error(limit) from None
     async with stream:
         try:
             while (outgoing := session.next_outgoing()) is not None:
@@ -80,7 +80,7 @@ async def _converse(config: ClientConfig, network: Network, session: ClientSessi
                     ):
                         pass
         except trio.TooSlowError:
-            raise session.timed_out(limit) from None
+            raise session.timeout_error(limit) from None
         except (trio.BrokenResourceError, OSError) as exc:
             cause = root_os_error(exc)
             if cause is None:
