@@ -1,8 +1,8 @@
-"""The dispatcher answers relayed connections inline and wakes their tasks only when needed.
+"""The dispatcher answers connections inline and wakes their tasks only when needed.
 
-Each test relays the server end of a local socket pair (data the test writes
+Each test has the dispatcher serve the server end of a local socket pair (data the test writes
 to the other end is readable at once) and drives that peer end itself, with
-a fake conversation that records what the dispatcher asks of it. Timer tests
+a fake conversation that records what the dispatcher asks of it. Idle tests
 run on the autojump clock and check exact virtual times; every test is
 bounded by ``fail_after``.
 """
@@ -13,6 +13,7 @@ import errno
 import math
 import socket
 import struct
+import weakref
 from collections import Counter
 from collections.abc import Callable
 
@@ -22,7 +23,7 @@ import trio.testing
 from trio.lowlevel import Task, current_task
 
 from trio_echo.address import Address
-from trio_echo.trio_driver.dispatcher import current_dispatcher
+from trio_echo.trio_driver.dispatcher import IDLE, Dispatcher, Seat, current_dispatcher
 from trio_echo.trio_driver.fast_stream import FastSocketStream
 
 PEER = Address("local", 0)
@@ -117,18 +118,43 @@ def tcp_pair() -> tuple[FastSocketStream, socket.socket]:
     return FastSocketStream(server, PEER), peer
 
 
+_SEATS: weakref.WeakKeyDictionary[FastSocketStream, Seat] = weakref.WeakKeyDictionary()
+
+
+def seat_of(stream: FastSocketStream) -> Seat:
+    """The stream's one seat at the dispatcher, as a server keeps it for a connection's life."""
+    if stream not in _SEATS:
+        _SEATS[stream] = Dispatcher.seat_for(stream)
+    return _SEATS[stream]
+
+
 async def relay(
     stream: FastSocketStream,
     conversation: FakeConversation,
     *,
     receive_size: int = RECEIVE_SIZE,
+    idle: float = math.inf,
 ) -> bytes:
-    """Relay with no idle timeout, under a timer scope of its own as the server does."""
-    with trio.CancelScope() as timer:
-        return await current_dispatcher().relay(
-            stream, conversation, receive_size=receive_size, idle=math.inf, timer=timer
-        )
-    raise AssertionError("the timer of a relay without idle timeout was cancelled")
+    """Have the dispatcher serve *stream* until it hands it back; what it returned.
+
+    Without an idle timeout; a test that wants one calls :func:`serve` instead.
+    """
+    result = await serve(stream, conversation, receive_size=receive_size, idle=idle)
+    assert isinstance(result, bytes), "handed back as idle without an idle timeout"
+    return result
+
+
+async def serve(
+    stream: FastSocketStream,
+    conversation: FakeConversation,
+    *,
+    receive_size: int = RECEIVE_SIZE,
+    idle: float = math.inf,
+) -> bytes | object:
+    """One :meth:`Dispatcher.serve_until_needed` call, with the stream's own seat."""
+    return await current_dispatcher().serve_until_needed(
+        seat_of(stream), conversation, receive_size=receive_size, idle=idle
+    )
 
 
 async def receive_exactly(peer: socket.socket, size: int) -> bytes:
@@ -330,24 +356,20 @@ async def test_cancelling_the_relaying_task_takes_its_socket_out_of_the_dispatch
     assert conversation.received == [b"while away", b""]
 
 
-async def test_idle_timer_is_cancelled_exactly_idle_seconds_after_relaying(
+async def test_an_idle_connection_is_handed_back_exactly_idle_seconds_after_serving(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    """Without input, the given timer scope (not an inner one) is cancelled at exactly t=5."""
+    """Without input, the task is woken with IDLE (not cancelled) at exactly t=5."""
     stream, peer = relayed_pair()
     conversation = FakeConversation()
     with trio.fail_after(100), peer:
         async with stream:
             start = trio.current_time()
-            with trio.CancelScope() as timer:
-                with trio.CancelScope() as inner:
-                    await current_dispatcher().relay(
-                        stream, conversation, receive_size=RECEIVE_SIZE, idle=5, timer=timer
-                    )
-                raise AssertionError("relay returned without input")
+            with trio.CancelScope() as scope:
+                result = await serve(stream, conversation, idle=5)
             fired_at = trio.current_time() - start
-    assert timer.cancelled_caught
-    assert not inner.cancel_called
+    assert result is IDLE
+    assert not scope.cancel_called
     assert fired_at == 5
     assert conversation.received == []
 
@@ -355,7 +377,7 @@ async def test_idle_timer_is_cancelled_exactly_idle_seconds_after_relaying(
 async def test_input_moves_the_idle_deadline_to_exactly_idle_after_it(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    """With idle=5, input at t=3 keeps the timer alive past t=5 and it fires at exactly t=8."""
+    """With idle=5, input at t=3 keeps the connection past t=5; it is idle at exactly t=8."""
     stream, peer = relayed_pair()
     conversation = FakeConversation()
     fired: list[float] = []
@@ -376,13 +398,9 @@ async def test_input_moves_the_idle_deadline_to_exactly_idle_after_it(
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(feed)
                 nursery.start_soon(look_at_6)
-                with trio.CancelScope() as timer:
-                    await current_dispatcher().relay(
-                        stream, conversation, receive_size=RECEIVE_SIZE, idle=5, timer=timer
-                    )
-                    raise AssertionError("relay returned after one request")
+                result = await serve(stream, conversation, idle=5)
                 fired.append(trio.current_time() - start)
-    assert timer.cancelled_caught
+    assert result is IDLE
     assert pending_at_6 == [True]
     assert fired == [8]
     assert conversation.received == [b"ping"]
@@ -481,10 +499,8 @@ async def test_short_connections_leave_a_bounded_deadline_heap() -> None:
     with trio.fail_after(5):
         for _ in range(500):
             stream, peer = relayed_pair()
-            with peer, trio.CancelScope() as timer:
+            with peer:
                 peer.shutdown(socket.SHUT_WR)
-                await dispatcher.relay(
-                    stream, FakeConversation(), receive_size=RECEIVE_SIZE, idle=60, timer=timer
-                )
+                assert await serve(stream, FakeConversation(), idle=60) == b""
             stream.close()
-    assert len(dispatcher._deadlines) <= 2 * len(dispatcher._relayed) + 64
+    assert len(dispatcher._deadlines) <= 2 * len(dispatcher._served) + 64

@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Protocol
 
 import attrs
 
 from .address import Address
-from .codec.base import ServerCodec
-from .codec.events import Discarded, Received, Send, ServerEvent
 from .errors import NetworkError, TrioEchoError
 from .escape import escape
+from .lifecycle import Ending, Timeouts
 from .os_errors import describe_os_error, root_os_error
 
 logger = logging.getLogger("trio_echo.server")
@@ -169,33 +168,30 @@ def _count(number: int, noun: str) -> str:
     return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
-def stalled_send(timeout: float) -> NetworkError:
-    """The error for a peer that took no bytes for *timeout* seconds."""
-    return NetworkError(f"peer took no data for {timeout:g} s")
+def _ending_reason(ending: Ending, timeouts: Timeouts) -> str:
+    """The reason a :class:`Disconnected` event gives for *ending*."""
+    if ending is Ending.IDLE:
+        return f"idle for {timeouts.idle:g} s"
+    return str(ending.value)
 
 
-class ConnectionRecord:
-    """The life of one server connection, as both drivers report it."""
+class ConnectionLog:
+    """What one server connection says, from its :class:`Connected` to its one ending."""
 
     __slots__ = (
         "_clock",
-        "_codec",
         "_ended",
         "_sink",
         "_stats",
-        "_wants_messages",
-        "bytes_in",
-        "bytes_out",
         "connection",
-        "finished",
         "peer",
+        "wants_messages",
     )
 
     def __init__(
         self,
         connection: int,
         peer: Address,
-        codec: ServerCodec,
         *,
         sink: EventSink,
         clock: Callable[[], float],
@@ -203,96 +199,39 @@ class ConnectionRecord:
     ) -> None:
         self.connection = connection
         self.peer = peer
-        self._codec = codec
-        self.finished = codec.finished
-        """True once the codec has ended the conversation: nothing more is read.
-
-        An attribute, not a property: both drivers test it on every read."""
-        self.bytes_in = 0
-        self.bytes_out = 0
         self._sink = sink
         self._clock = clock
         self._stats = stats
         self._ended = False
-        self._wants_messages = wants_messages(sink)
+        self.wants_messages = wants_messages(sink)
+        """Whether each message is worth an event (read once, as the connection opens)."""
         sink(Connected(connection, peer, clock()))
 
-    @property
-    def peer_closed(self) -> bool:
-        """True once the peer ended its side (end of input was read)."""
-        return self._codec.peer_closed
-
-    def respond(self, data: bytes | bytearray) -> bytes:
-        """Feed what was read (``b""`` for end of input) to the codec; return what to send.
-
-        Both drivers call this for every read, so the conversation itself is
-        one piece of code whichever driver moves the bytes.
-        """
-        if type(data) is not bytes:
-            data = bytes(data)
-        codec = self._codec
-        if not self._wants_messages:
-            answer = codec.answer(data)
-            if answer is not None:
-                self.bytes_in += len(data)
-                return answer
-        events = codec.receive_data(data) if data else codec.receive_eof()
-        self.finished = codec.finished
-        return self.handle(events, len(data))
-
-    def handle(self, events: Iterable[ServerEvent], received: int = 0) -> bytes:
-        """Report the codec's *events* for a read of *received* bytes; return what to send.
-
-        All of a read's ``Send`` events become one write.
-        """
-        self.bytes_in += received
-        outgoing = b""
-        for event in events:
-            if isinstance(event, Send):
-                outgoing += event.data
-            elif isinstance(event, Received):
-                if self._wants_messages:
-                    self._report_message(event.data)
-            elif isinstance(event, Discarded):
-                self._sink(BytesDiscarded(self.connection, self.peer, self._clock(), event.size))
-        return outgoing
-
-    def _report_message(self, data: bytes) -> None:
+    def message(self, data: bytes) -> None:
+        """The peer sent a message (a chunk as read, or a greeting line)."""
         self._sink(MessageReceived(self.connection, self.peer, self._clock(), data))
 
-    def sent(self, size: int) -> None:
-        """*size* bytes reached the peer's side of the connection."""
-        self.bytes_out += size
-
     def discarded(self, size: int) -> None:
-        """*size* bytes were read and thrown away (while lingering); report them."""
-        self.handle([Discarded(size)], size)
+        """The peer sent *size* bytes the protocol has no use for."""
+        self._sink(BytesDiscarded(self.connection, self.peer, self._clock(), size))
 
-    def close_finished(self, peer_closed: bool) -> None:
-        """The conversation ran to its end, by the peer's close or the protocol's."""
-        self.close("closed by peer" if peer_closed else "conversation complete")
+    def ended(self, ending: Ending, timeouts: Timeouts, bytes_in: int, bytes_out: int) -> None:
+        """The connection ended as *ending*, having carried the given byte counts.
 
-    def close_idle(self, timeout: float) -> None:
-        """The peer sent nothing for *timeout* seconds."""
-        self.close(f"idle for {timeout:g} s")
-
-    def close_for_shutdown(self) -> None:
-        """The server's shutdown cut the connection."""
-        self.close("server shut down")
-
-    def close(self, reason: str) -> None:
-        """The connection ended normally (or by a limit, as *reason* says)."""
-        if self._ended:
+        A stalled peer is reported as a failure (it broke the send timeout);
+        every other ending is a :class:`Disconnected`. Only the first ending
+        of a connection counts.
+        """
+        if ending is Ending.STALLED:
+            self.failed_with(stalled_send(timeouts.send), bytes_in, bytes_out)
             return
-        self._ended = True
-        self._stats.add(self.bytes_in, self.bytes_out, failed=False)
-        self._sink(
-            Disconnected(
-                self.connection, self.peer, self._clock(), reason, self.bytes_in, self.bytes_out
+        if self._close(bytes_in, bytes_out, failed=False):
+            reason = _ending_reason(ending, timeouts)
+            self._sink(
+                Disconnected(self.connection, self.peer, self._clock(), reason, bytes_in, bytes_out)
             )
-        )
 
-    def fail_with(self, exc: Exception) -> None:
+    def failed_with(self, exc: BaseException, bytes_in: int, bytes_out: int) -> None:
         """The connection ended because *exc* was raised; report it as an error.
 
         Named errors and OS errors are the peer's or the network's doing; any
@@ -300,29 +239,34 @@ class ConnectionRecord:
         goes to the DEBUG log) so it ends this connection and nothing else.
         """
         if isinstance(exc, NetworkError):
-            self.fail(str(exc), exc.errno)
+            message, errno = str(exc), exc.errno
         elif isinstance(exc, TrioEchoError):
-            self.fail(str(exc))
+            message, errno = str(exc), None
         elif (cause := root_os_error(exc)) is not None:
-            self.fail(describe_os_error(cause), cause.errno)
+            message, errno = describe_os_error(cause), cause.errno
         else:
-            self.fail(f"internal error: {type(exc).__name__}: {exc}")
+            message, errno = f"internal error: {type(exc).__name__}: {exc}", None
             logger.debug("connection %d crashed", self.connection, exc_info=exc)
+        self.failed(message, errno, bytes_in, bytes_out)
 
-    def fail(self, message: str, errno: int | None = None) -> None:
-        """The connection ended in an error."""
-        if self._ended:
-            return
-        self._ended = True
-        self._stats.add(self.bytes_in, self.bytes_out, failed=True)
-        self._sink(
-            ConnectionFailed(
-                self.connection,
-                self.peer,
-                self._clock(),
-                errno,
-                message,
-                self.bytes_in,
-                self.bytes_out,
+    def failed(self, message: str, errno: int | None, bytes_in: int, bytes_out: int) -> None:
+        """The connection ended in an error: *message*, and the OS's number when there is one."""
+        if self._close(bytes_in, bytes_out, failed=True):
+            self._sink(
+                ConnectionFailed(
+                    self.connection, self.peer, self._clock(), errno, message, bytes_in, bytes_out
+                )
             )
-        )
+
+    def _close(self, bytes_in: int, bytes_out: int, *, failed: bool) -> bool:
+        """Count the connection in the server's stats; False if it had ended already."""
+        if self._ended:
+            return False
+        self._ended = True
+        self._stats.add(bytes_in, bytes_out, failed=failed)
+        return True
+
+
+def stalled_send(timeout: float) -> NetworkError:
+    """The error for a peer that took no bytes for *timeout* seconds."""
+    return NetworkError(f"peer took no data for {timeout:g} s")

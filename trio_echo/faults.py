@@ -12,7 +12,8 @@ Two situations need the same answer in the Trio and the blocking driver:
   its line). Closing a socket with unread input makes the kernel answer with
   a reset, which can destroy the reply in flight and fails the peer's
   writes. The drivers close the way nginx's ``lingering_close`` does: send
-  end-of-input, then read and discard for at most :func:`linger_seconds`.
+  end-of-input, then read and discard for at most
+  :data:`~trio_echo.lifecycle.LINGER_SECONDS` (the LINGERING phase).
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ import logging
 import threading
 from collections.abc import Callable
 
-from .config import ServerConfig
 from .os_errors import describe_os_error
 
 logger = logging.getLogger("trio_echo.server")
@@ -35,19 +35,6 @@ ACCEPT_RETRY_SECONDS = 0.1
 
 ACCEPT_LOG_INTERVAL = 10.0
 """Seconds between two log lines about the same run of failed accepts."""
-
-LINGER_SECONDS = 5.0
-"""Longest drain of a finished connection's input (nginx's ``lingering_timeout``)."""
-
-LINGER_READ_SIZE = 65536
-"""Bytes read and discarded at a time while lingering."""
-
-
-def linger_seconds(config: ServerConfig) -> float:
-    """How long a finished connection drains its input: never longer than its idle timeout."""
-    if config.idle_timeout is None:
-        return LINGER_SECONDS
-    return min(LINGER_SECONDS, config.idle_timeout)
 
 
 class AcceptFailureLog:

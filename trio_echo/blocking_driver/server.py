@@ -10,27 +10,16 @@ from __future__ import annotations
 import functools
 import itertools
 import logging
-import math
 import threading
 from collections.abc import Callable
 
 from ..address import Address
 from ..codec import ServerCodec, server_codec
 from ..config import ServerConfig
-from ..connection_log import (
-    ConnectionRecord,
-    EventSink,
-    LoggingSink,
-    ServerStats,
-    stalled_send,
-)
-from ..faults import (
-    ACCEPT_RETRY_SECONDS,
-    LINGER_READ_SIZE,
-    OUT_OF_RESOURCES,
-    AcceptFailureLog,
-    linger_seconds,
-)
+from ..connection_log import ConnectionLog, EventSink, LoggingSink, ServerStats
+from ..conversation import Conversation
+from ..faults import ACCEPT_RETRY_SECONDS, OUT_OF_RESOURCES, AcceptFailureLog
+from ..lifecycle import LINGER_READ_SIZE, Ending, Phase, Timeouts, next_phase
 from .runtime import Listener, ListenerClosed, Runtime, SocketRuntime, Stream, Worker
 
 logger = logging.getLogger("trio_echo.server")
@@ -48,6 +37,7 @@ class BlockingServer:
         codec_factory: Callable[[], ServerCodec] | None = None,
     ) -> None:
         self.config = config
+        self._timeouts = Timeouts.of(config)
         self.runtime: Runtime = runtime if runtime is not None else SocketRuntime()
         self.codec_factory: Callable[[], ServerCodec] = codec_factory or functools.partial(
             server_codec, config.protocol, max_line=config.max_line
@@ -148,58 +138,63 @@ class BlockingServer:
                 self._connections[connection] = (stream, worker)
 
     def _serve(self, connection: int, stream: Stream, peer: Address) -> None:
+        timeouts = self._timeouts
         try:
-            record = ConnectionRecord(
-                connection,
-                peer,
-                self.codec_factory(),
-                sink=self.sink,
-                clock=self.runtime.monotonic,
-                stats=self.stats,
+            log = ConnectionLog(
+                connection, peer, sink=self.sink, clock=self.runtime.monotonic, stats=self.stats
             )
+            conversation = Conversation(self.codec_factory(), log)
             try:
-                self._converse(stream, record)
+                ending = self._converse(stream, conversation)
             except Exception as exc:
                 if self._aborting and isinstance(exc, OSError):
-                    record.close_for_shutdown()
+                    ending = Ending.SHUT_DOWN
                 else:
-                    record.fail_with(exc)
+                    log.failed_with(exc, conversation.bytes_in, conversation.bytes_out)
+                    return
             finally:
                 stream.close()
+            log.ended(ending, timeouts, conversation.bytes_in, conversation.bytes_out)
         finally:
             with self._lock:
                 del self._connections[connection]
             self._slots.release()
 
-    def _converse(self, stream: Stream, record: ConnectionRecord) -> None:
-        """Run the conversation to its end and record how it ended."""
-        config = self.config
-        size, idle, patience = config.receive_size, config.idle_timeout, config.send_timeout
-        while not record.finished:
-            try:
-                received = stream.recv(size, idle)
-            except TimeoutError:
-                record.close_idle(idle or math.inf)
-                return
-            outgoing = record.respond(received)
-            if outgoing:
+    def _converse(self, stream: Stream, conversation: Conversation) -> Ending:
+        """Run the phases of :mod:`~trio_echo.lifecycle` to the connection's ending."""
+        size, timeouts = self.config.receive_size, self._timeouts
+        idle, patience = self.config.idle_timeout, self.config.send_timeout
+        outgoing = b""
+        step: Phase | Ending = Phase.READING
+        while step is Phase.READING or step is Phase.SENDING:
+            if step is Phase.READING:
+                try:
+                    received = stream.recv(size, idle)
+                except TimeoutError:
+                    return Ending.IDLE
+                outgoing = conversation.respond(received)
+            else:
                 try:
                     stream.sendall(outgoing, patience)
                 except TimeoutError:
-                    raise stalled_send(patience or math.inf) from None
-                record.sent(len(outgoing))
-        if not record.peer_closed:
-            self._linger(stream, record)
-        record.close_finished(record.peer_closed)
+                    return Ending.STALLED
+                conversation.sent(len(outgoing))
+                outgoing = b""
+            step = next_phase(bool(outgoing), conversation.finished, conversation.peer_closed)
+        if step is Phase.LINGERING:
+            self._linger(stream, conversation, timeouts.linger)
+            return Ending.COMPLETE
+        assert isinstance(step, Ending)
+        return step
 
-    def _linger(self, stream: Stream, record: ConnectionRecord) -> None:
-        """Half-close, then read and discard what the peer still sends, for a bounded time.
+    def _linger(self, stream: Stream, conversation: Conversation, seconds: float) -> None:
+        """Half-close, then read and discard what the peer still sends, for up to *seconds*.
 
         Closing with unread input would reset the connection and could destroy
         the reply still on its way (see :mod:`trio_echo.faults`). What is
         drained is counted and reported as discarded, never dropped silently.
         """
-        deadline = self.runtime.monotonic() + linger_seconds(self.config)
+        deadline = self.runtime.monotonic() + seconds
         drained = 0
         try:
             stream.send_eof()
@@ -212,4 +207,4 @@ class BlockingServer:
             if self._aborting:
                 raise  # cut by shutdown: reported as "server shut down", as by the Trio server
         if drained:
-            record.discarded(drained)
+            conversation.drained(drained)

@@ -4,38 +4,44 @@ A Trio task per connection pays, on every round trip, a wake-up through the
 scheduler and an ``epoll_ctl`` to re-arm its descriptor (Trio registers
 one-shot). For an echo server that is most of the cost of a round trip.
 While a conversation needs nothing but "read, answer, write", its task can
-wait in :meth:`Dispatcher.relay` instead: one :class:`Dispatcher` per Trio
-run keeps those descriptors in its own level-triggered epoll set, and for
-every connection that has input it reads once, asks the conversation what to
-answer and writes it, all in its own task. The connection's task is woken
-only when the conversation needs it: a reply the kernel would not take at
-once, the end of the conversation, an error.
+wait in :meth:`Dispatcher.serve_until_needed` instead: one :class:`Dispatcher`
+per Trio run keeps those descriptors in its own level-triggered epoll set,
+and for every connection that has input it reads once, asks the
+conversation what to answer and writes it, all in its own task. The
+connection's task is woken only when the conversation needs it: a reply the
+kernel would not take at once, the end of the conversation, the idle
+timeout, an error.
 
 Trio's guarantees hold:
 
 * the waiting task is cancellable at any moment (its wait is a Trio wait,
   and cancelling it takes the descriptor out of the set), so shutdown and
   every cancel scope work as anywhere else;
-* the idle timeout is exact: each relayed connection's deadline is kept
+* the idle timeout is exact: each served connection's deadline is kept
   lazily in a heap, moved on every read without touching Trio's deadlines,
-  and the caller's cancel scope is cancelled when it passes;
+  and the task is woken with :data:`IDLE` when it passes;
 * connections are served fairly: each ready connection gets one read of at
   most its receive size per round, and the dispatcher yields to the
   scheduler between rounds, so a flooding peer waits its turn like the rest.
 
-Only Linux has epoll; :func:`dispatcher_available` says whether relaying is
-possible, and callers fall back to plain receives without it.
+Only Linux has epoll; :func:`dispatcher_available` says whether serving
+inline is possible, and callers fall back to plain receives without it. The
+dispatcher knows streams only as sockets: it watches for a stream being
+closed under a waiting task through the stream's ``on_close`` hook, which
+it sets while it serves the stream and clears when it hands it back.
 """
 
 from __future__ import annotations
 
 import contextlib
+import enum
+import functools
 import heapq
 import itertools
 import math
 import select
 import socket
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 import outcome
 import trio
@@ -60,7 +66,15 @@ MAX_EVENTS_PER_ROUND = 256
 """Connections served per round before the dispatcher yields to other tasks."""
 
 _HEAP_SLACK = 64
-"""Stale deadline entries tolerated beyond the relayed connections' own."""
+"""Stale deadline entries tolerated beyond the served connections' own."""
+
+
+class _Idle(enum.Enum):
+    IDLE = "idle"
+
+
+IDLE: Final = _Idle.IDLE
+"""What :meth:`Dispatcher.serve_until_needed` returns when the idle timeout passed."""
 
 
 class Conversation(Protocol):
@@ -81,16 +95,17 @@ class Conversation(Protocol):
 
 
 def dispatcher_available() -> bool:
-    """Whether this platform can relay (it needs epoll)."""
+    """Whether this platform can serve connections inline (it needs epoll)."""
     return hasattr(select, "epoll")
 
 
-class Relayed:
-    """A connection's place in the dispatcher, kept for its whole life.
+class Seat:
+    """A connection's place at the dispatcher, held by its task for the connection's life.
 
-    Kept, not made per :meth:`Dispatcher.relay` call, so that a connection
-    has at most one entry in the deadline heap however often it comes and
-    goes: memory stays bounded by the number of connections.
+    Kept, not made per :meth:`Dispatcher.serve_until_needed` call, so that a
+    connection has at most one entry in the deadline heap however often it
+    comes and goes: memory stays bounded by the number of connections. Its
+    holder drops it with the connection; the dispatcher keeps none.
     """
 
     __slots__ = (
@@ -100,15 +115,15 @@ class Relayed:
         "queued",
         "receive_size",
         "sock",
+        "stream",
         "task",
-        "timer",
     )
 
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
+    def __init__(self, stream: FastSocketStream) -> None:
+        self.stream = stream
+        self.sock = stream.socket
         self.task: Task | None = None
         self.conversation: Conversation | None = None
-        self.timer: trio.CancelScope | None = None
         self.receive_size = 0
         self.idle = math.inf
         self.deadline = math.inf
@@ -117,59 +132,61 @@ class Relayed:
 
 
 class Dispatcher:
-    """Relays conversations for every connection of one Trio run; see the module doc."""
+    """Serves conversations inline for every connection of one Trio run; see the module doc."""
 
     def __init__(self) -> None:
         self._epoll = select.epoll()
-        self._relayed: dict[int, Relayed] = {}
-        self._deadlines: list[tuple[float, int, Relayed]] = []
+        self._served: dict[int, Seat] = {}
+        self._deadlines: list[tuple[float, int, Seat]] = []
         self._order = itertools.count()
         self._sleep = trio.CancelScope()
 
-    async def relay(
+    async def serve_until_needed(
         self,
-        stream: FastSocketStream,
+        seat: Seat,
         conversation: Conversation,
         *,
         receive_size: int,
         idle: float,
-        timer: trio.CancelScope,
-    ) -> bytes:
-        """Answer the peer from the dispatcher until the task is needed; return unsent bytes.
+    ) -> bytes | _Idle:
+        """Answer the peer from the dispatcher until the task is needed.
 
         Returns what remains of a reply the kernel did not take at once (the
-        caller sends it, then relays again), or ``b""`` when the conversation
-        has finished. A socket or conversation error is raised here, in the
-        connection's task. If no input arrives for *idle* seconds, *timer*
-        is cancelled.
+        caller sends it, then comes back), ``b""`` when the conversation has
+        finished or the peer closed, or :data:`IDLE` when no input arrived
+        for *idle* seconds. A socket or conversation error is raised here, in
+        the connection's task. *seat* is the connection's, from
+        :meth:`seat_for`.
         """
         if receive_size < 1:
             raise ValueError("receive_size must be >= 1")
-        fd = stream.socket.fileno()
+        fd = seat.sock.fileno()
         if fd == -1:
             raise trio.ClosedResourceError("the socket was already closed")
-        state = stream.relayed
-        if state is None:
-            state = stream.relayed = Relayed(stream.socket)
-        elif state.task is not None:
-            raise trio.BusyResourceError("another task is already relaying this stream")
+        if seat.task is not None:
+            raise trio.BusyResourceError("another task is already served on this stream")
         self._epoll.register(fd, select.EPOLLIN)
-        state.task = current_task()
-        state.conversation = conversation
-        state.timer = timer
-        state.receive_size = receive_size
-        state.idle = idle
-        self._relayed[fd] = state
-        self._watch(state, trio.current_time() + idle)
+        seat.task = current_task()
+        seat.conversation = conversation
+        seat.receive_size = receive_size
+        seat.idle = idle
+        seat.stream.on_close = functools.partial(self._abandon, seat)
+        self._served[fd] = seat
+        self._watch(seat, trio.current_time() + idle)
 
         def abort(_: RaiseCancelT) -> Abort:
-            self._release(fd, state)
+            self._release(fd, seat)
             return Abort.SUCCEEDED
 
-        unsent: bytes = await wait_task_rescheduled(abort)
-        return unsent
+        result: bytes | _Idle = await wait_task_rescheduled(abort)
+        return result
 
-    def _watch(self, state: Relayed, deadline: float) -> None:
+    @staticmethod
+    def seat_for(stream: FastSocketStream) -> Seat:
+        """A new connection's place at the dispatcher, to pass to every serving call."""
+        return Seat(stream)
+
+    def _watch(self, state: Seat, deadline: float) -> None:
         state.deadline = deadline
         if deadline < state.queued:
             state.queued = deadline
@@ -177,23 +194,24 @@ class Dispatcher:
             if deadline < self._sleep.deadline:
                 self._sleep.deadline = deadline
 
-    def _release(self, fd: int, state: Relayed) -> None:
-        if self._relayed.get(fd) is state:
-            del self._relayed[fd]
+    def _release(self, fd: int, state: Seat) -> None:
+        if self._served.get(fd) is state:
+            del self._served[fd]
             with contextlib.suppress(OSError):  # closed behind our back: epoll forgot it
                 self._epoll.unregister(fd)
-        state.task = state.conversation = state.timer = None
-        if len(self._deadlines) > 2 * len(self._relayed) + _HEAP_SLACK:
+        state.task = state.conversation = None
+        state.stream.on_close = None
+        if len(self._deadlines) > 2 * len(self._served) + _HEAP_SLACK:
             self._drop_stale_deadlines()
 
     def _drop_stale_deadlines(self) -> None:
-        """Forget the heap entries of connections no longer relayed.
+        """Forget the heap entries of connections no longer served.
 
-        Entries are left in the heap when a connection stops relaying (the
+        Entries are left in the heap when a connection is handed back (the
         heap cannot remove from its middle); without this, a stream of short
         connections would leave one behind each, for up to the idle timeout.
         Rebuilding once they outnumber the live ones keeps the heap within
-        twice the relayed connections, at amortised constant cost.
+        twice the served connections, at amortised constant cost.
         """
         live = []
         for entry in self._deadlines:
@@ -204,14 +222,14 @@ class Dispatcher:
         heapq.heapify(live)
         self._deadlines = live
 
-    def abandon(self, state: Relayed) -> None:
-        """The socket is being closed under a relaying task: wake it with the error."""
+    def _abandon(self, state: Seat) -> None:
+        """The socket is being closed under a waiting task: wake it with the error."""
         fd = state.sock.fileno()
         if state.task is not None and fd != -1:
             error = trio.ClosedResourceError("another task closed this socket")
             self._hand_back(fd, state, outcome.Error(error))
 
-    def _hand_back(self, fd: int, state: Relayed, result: outcome.Outcome[bytes]) -> None:
+    def _hand_back(self, fd: int, state: Seat, result: outcome.Outcome[bytes | _Idle]) -> None:
         task = state.task
         assert task is not None
         self._release(fd, state)
@@ -235,13 +253,13 @@ class Dispatcher:
 
     def _serve_round(self) -> None:
         now = trio.current_time()
-        relayed = self._relayed
+        served = self._served
         for fd, _ in self._epoll.poll(0, MAX_EVENTS_PER_ROUND):
-            state = relayed.get(fd)
+            state = served.get(fd)
             if state is not None:
                 self._serve(fd, state, now)
 
-    def _serve(self, fd: int, state: Relayed, now: float) -> None:
+    def _serve(self, fd: int, state: Seat, now: float) -> None:
         """One read, its answer and one write, for one connection."""
         conversation = state.conversation
         assert conversation is not None
@@ -273,9 +291,9 @@ class Dispatcher:
             state.deadline = now + state.idle
 
     def _expire(self, now: float) -> None:
-        """Cancel the timers of connections idle past their deadline; requeue the rest.
+        """Hand back connections idle past their deadline as :data:`IDLE`; requeue the rest.
 
-        Cancelling releases the connection at once, which may rebuild the
+        Handing back releases the connection at once, which may rebuild the
         heap: it is looked up afresh on every turn.
         """
         while self._deadlines and self._deadlines[0][0] <= now:
@@ -284,8 +302,7 @@ class Dispatcher:
             if state.task is None:
                 continue
             if state.deadline <= now:
-                assert state.timer is not None
-                state.timer.cancel()
+                self._hand_back(state.sock.fileno(), state, outcome.Value(IDLE))
             else:
                 self._watch(state, state.deadline)
 

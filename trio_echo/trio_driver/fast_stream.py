@@ -35,7 +35,6 @@ from trio.lowlevel import (
 )
 
 from ..address import Address
-from .dispatcher import Relayed, current_dispatcher
 from .socket_errors import CLOSED_ERRNOS, stream_error
 
 YIELD_EVERY = 16
@@ -82,8 +81,12 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
         self._unparked = 0
         self._sending = False
         self._eof_sent = False
-        self.relayed: Relayed | None = None
-        """Its place in the dispatcher, once a server has relayed it."""
+        self.on_close: Callable[[], None] | None = None
+        """Called as the socket is closed, by whoever serves it outside these methods.
+
+        A task waiting elsewhere for this socket (in a dispatcher, say) is not
+        woken by Trio's own close notification; this hook lets that waiter
+        know, without the stream knowing who it is."""
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         """Bytes the peer sent (at most *max_bytes*), or ``b""`` once it closed.
@@ -189,8 +192,8 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
         if self.socket.fileno() != -1:
             if in_trio_run():  # outside a run no task can be waiting on it
                 notify_closing(self.socket)
-                if self.relayed is not None and self.relayed.task is not None:
-                    current_dispatcher().abandon(self.relayed)
+                if self.on_close is not None:
+                    self.on_close()
             self.socket.close()
 
     async def _park(self, wait: _Wait) -> None:

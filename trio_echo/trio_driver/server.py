@@ -27,21 +27,11 @@ import trio
 from ..address import Address
 from ..codec import ServerCodec, server_codec
 from ..config import ServerConfig
-from ..connection_log import (
-    ConnectionRecord,
-    EventSink,
-    LoggingSink,
-    ServerStats,
-    stalled_send,
-)
-from ..faults import (
-    ACCEPT_RETRY_SECONDS,
-    LINGER_READ_SIZE,
-    OUT_OF_RESOURCES,
-    AcceptFailureLog,
-    linger_seconds,
-)
-from .dispatcher import current_dispatcher, dispatcher_available
+from ..connection_log import ConnectionLog, EventSink, LoggingSink, ServerStats
+from ..conversation import Conversation
+from ..faults import ACCEPT_RETRY_SECONDS, OUT_OF_RESOURCES, AcceptFailureLog
+from ..lifecycle import LINGER_READ_SIZE, Ending, Phase, Timeouts, next_phase
+from .dispatcher import IDLE, Dispatcher, Seat, current_dispatcher, dispatcher_available
 from .fast_stream import FastSocketStream
 from .network import Listener, Network, TcpNetwork
 
@@ -60,6 +50,7 @@ class TrioServer:
         codec_factory: Callable[[], ServerCodec] | None = None,
     ) -> None:
         self.config = config
+        self._timeouts = Timeouts.of(config)
         self.network: Network = network if network is not None else TcpNetwork()
         self.codec_factory: Callable[[], ServerCodec] = codec_factory or functools.partial(
             server_codec, config.protocol, max_line=config.max_line
@@ -136,60 +127,65 @@ class TrioServer:
     async def _serve(self, stream: trio.abc.Stream) -> None:
         """Hold one connection from accept to close; its failure ends it and nothing else.
 
-        The conversation loop is written out here rather than in a helper
-        coroutine: an idle connection's memory is mostly the frames it waits in.
+        The phases of :mod:`~trio_echo.lifecycle` are written out here rather
+        than in helper coroutines: an idle connection's memory is mostly the
+        frames it waits in.
         """
-        config = self.config
-        idle = math.inf if config.idle_timeout is None else config.idle_timeout
-        patience = math.inf if config.send_timeout is None else config.send_timeout
+        config, timeouts = self.config, self._timeouts
         try:
-            record = ConnectionRecord(
+            log = ConnectionLog(
                 next(self._ids),
                 self.network.peer_address(stream),
-                self.codec_factory(),
                 sink=self.sink,
                 clock=trio.current_time,
                 stats=self.stats,
             )
-            relayable = _relayable(stream)
-            sending = False
+            conversation = Conversation(self.codec_factory(), log)
+            seat = _seat_for(stream)
             try:
-                with trio.CancelScope() as timer:
-                    while not record.finished:
-                        if relayable is not None:
-                            if timer.deadline != math.inf:  # a send's; reading is the dispatcher's
-                                timer.deadline = math.inf
-                            outgoing = await current_dispatcher().relay(
-                                relayable,
-                                record,
+                outgoing = b""
+                step: Phase | Ending = Phase.READING
+                while step is Phase.READING or step is Phase.SENDING:
+                    if step is Phase.READING:
+                        if seat is not None:
+                            served = await current_dispatcher().serve_until_needed(
+                                seat,
+                                conversation,
                                 receive_size=config.receive_size,
-                                idle=idle,
-                                timer=timer,
+                                idle=timeouts.idle,
                             )
+                            if served is IDLE:
+                                step = Ending.IDLE
+                                break
+                            outgoing = served
                         else:
-                            timer.deadline = trio.current_time() + idle
-                            received = await stream.receive_some(config.receive_size)
-                            outgoing = record.respond(received)
-                        if outgoing:
-                            sending = True
-                            timer.deadline = trio.current_time() + patience
+                            with trio.move_on_after(timeouts.idle) as waiting:
+                                received = await stream.receive_some(config.receive_size)
+                            if waiting.cancelled_caught:
+                                step = Ending.IDLE
+                                break
+                            outgoing = conversation.respond(received)
+                    else:
+                        with trio.move_on_after(timeouts.send) as waiting:
                             await stream.send_all(outgoing)
-                            record.sent(len(outgoing))
-                            sending, outgoing = False, b""  # nothing kept alive while idle
-                    if not record.peer_closed:
-                        timer.deadline = math.inf
-                        await _linger(stream, record, linger_seconds(config))
-                if not timer.cancelled_caught:
-                    record.close_finished(record.peer_closed)
-                elif sending:
-                    raise stalled_send(patience)
-                else:
-                    record.close_idle(idle)
+                        if waiting.cancelled_caught:
+                            step = Ending.STALLED
+                            break
+                        conversation.sent(len(outgoing))
+                        outgoing = b""  # nothing kept alive while idle
+                    step = next_phase(
+                        bool(outgoing), conversation.finished, conversation.peer_closed
+                    )
+                if step is Phase.LINGERING:
+                    await _linger(stream, conversation, timeouts.linger)
+                    step = Ending.COMPLETE
+                assert isinstance(step, Ending)
+                log.ended(step, timeouts, conversation.bytes_in, conversation.bytes_out)
             except trio.Cancelled:
-                record.close_for_shutdown()
+                log.ended(Ending.SHUT_DOWN, timeouts, conversation.bytes_in, conversation.bytes_out)
                 raise
             except Exception as exc:
-                record.fail_with(exc)
+                log.failed_with(exc, conversation.bytes_in, conversation.bytes_out)
             finally:
                 await _close_now(stream)
         finally:
@@ -204,14 +200,14 @@ async def _close_now(stream: trio.abc.Stream) -> None:
         await trio.aclose_forcefully(stream)
 
 
-def _relayable(stream: trio.abc.Stream) -> FastSocketStream | None:
-    """*stream*, if the dispatcher can relay its conversation (a fast TCP stream, on epoll)."""
+def _seat_for(stream: trio.abc.Stream) -> Seat | None:
+    """*stream*'s seat at the dispatcher, if it can be served inline (fast TCP, on epoll)."""
     if isinstance(stream, FastSocketStream) and dispatcher_available():
-        return stream
+        return Dispatcher.seat_for(stream)
     return None
 
 
-async def _linger(stream: trio.abc.Stream, record: ConnectionRecord, seconds: float) -> None:
+async def _linger(stream: trio.abc.Stream, conversation: Conversation, seconds: float) -> None:
     """Half-close, then read and discard what the peer still sends, for up to *seconds*.
 
     Closing with unread input would reset the connection and could destroy
@@ -228,7 +224,7 @@ async def _linger(stream: trio.abc.Stream, record: ConnectionRecord, seconds: fl
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
     if drained:
-        record.discarded(drained)
+        conversation.drained(drained)
 
 
 async def _close_all(listeners: list[Listener]) -> None:
