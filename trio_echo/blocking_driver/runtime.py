@@ -179,7 +179,12 @@ class SocketStream:
 
 
 class SocketListener:
-    """A listening socket plus a wake-up pipe, so ``close`` can interrupt ``accept``."""
+    """A listening socket plus a wake-up pipe, so ``close`` can interrupt ``accept``.
+
+    The pipe and its selector are freed by whichever ends last, ``close`` or
+    the ``accept`` it interrupts, so a process that starts and stops many
+    servers keeps no descriptor of theirs.
+    """
 
     def __init__(self, sock: socket.socket) -> None:
         sock.setblocking(False)
@@ -189,9 +194,24 @@ class SocketListener:
         self._selector = selectors.DefaultSelector()
         self._selector.register(sock, selectors.EVENT_READ)
         self._selector.register(self._wake_read, selectors.EVENT_READ)
+        self._lock = threading.Lock()
         self._closed = False
+        self._accepting = False
 
     def accept(self) -> tuple[Stream, Address]:
+        with self._lock:
+            if self._closed:
+                raise ListenerClosed()
+            self._accepting = True
+        try:
+            return self._accept()
+        finally:
+            with self._lock:
+                self._accepting = False
+                if self._closed:
+                    self._release()
+
+    def _accept(self) -> tuple[Stream, Address]:
         while True:
             if self._closed:
                 raise ListenerClosed()
@@ -208,14 +228,18 @@ class SocketListener:
             return SocketStream(conn), _peer(peer)
 
     def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self._sock.close()
-        self._wake_write.send(b"\0")
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._sock.close()
+            if self._accepting:
+                self._wake_write.send(b"\0")  # the accepting thread releases on its way out
+            else:
+                self._release()
 
-    def release(self) -> None:
-        """Free the wake-up pipe once no thread can be in :meth:`accept`."""
+    def _release(self) -> None:
+        """Free the wake-up pipe and the selector; no thread is in :meth:`accept`."""
         self._selector.close()
         self._wake_read.close()
         self._wake_write.close()
