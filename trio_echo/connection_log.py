@@ -20,9 +20,9 @@ import attrs
 from .address import Address
 from .codec.base import ServerCodec
 from .codec.events import Discarded, Received, Send, ServerEvent
-from .errors import NetworkError, TrioEchoError
+from .errors import NetworkError
 from .escape import escape
-from .os_errors import describe_os_error, root_os_error
+from .os_errors import describe_failure
 
 logger = logging.getLogger("trio_echo.server")
 
@@ -299,14 +299,9 @@ class ConnectionRecord:
         other exception is a bug, reported as an internal error (its traceback
         goes to the DEBUG log) so it ends this connection and nothing else.
         """
-        if isinstance(exc, NetworkError):
-            self.fail(str(exc), exc.errno)
-        elif isinstance(exc, TrioEchoError):
-            self.fail(str(exc))
-        elif (cause := root_os_error(exc)) is not None:
-            self.fail(describe_os_error(cause), cause.errno)
-        else:
-            self.fail(f"internal error: {type(exc).__name__}: {exc}")
+        failure = describe_failure(exc)
+        self.fail(failure.message, failure.errno)
+        if failure.internal:
             logger.debug("connection %d crashed", self.connection, exc_info=exc)
 
     def fail(self, message: str, errno: int | None = None) -> None:
