@@ -18,10 +18,10 @@ from typing import Protocol
 import attrs
 
 from .address import Address
-from .errors import NetworkError, TrioEchoError
+from .errors import NetworkError
 from .escape import escape
 from .lifecycle import Ending, Timeouts
-from .os_errors import describe_os_error, root_os_error
+from .os_errors import describe_failure
 
 logger = logging.getLogger("trio_echo.server")
 
@@ -238,16 +238,10 @@ class ConnectionLog:
         other exception is a bug, reported as an internal error (its traceback
         goes to the DEBUG log) so it ends this connection and nothing else.
         """
-        if isinstance(exc, NetworkError):
-            message, errno = str(exc), exc.errno
-        elif isinstance(exc, TrioEchoError):
-            message, errno = str(exc), None
-        elif (cause := root_os_error(exc)) is not None:
-            message, errno = describe_os_error(cause), cause.errno
-        else:
-            message, errno = f"internal error: {type(exc).__name__}: {exc}", None
+        failure = describe_failure(exc)
+        self.failed(failure.message, failure.errno, bytes_in, bytes_out)
+        if failure.internal:
             logger.debug("connection %d crashed", self.connection, exc_info=exc)
-        self.failed(message, errno, bytes_in, bytes_out)
 
     def failed(self, message: str, errno: int | None, bytes_in: int, bytes_out: int) -> None:
         """The connection ended in an error: *message*, and the OS's number when there is one."""

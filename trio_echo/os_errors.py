@@ -1,15 +1,42 @@
-"""Map operating-system errors to trio-echo's named errors.
+"""The one place operating-system errors are translated, and the policy for each layer.
 
-Both drivers call :func:`from_os_error` at their boundary, so the CLI and
-library users see one vocabulary whichever driver ran.
+An ``OSError`` from the kernel reaches each layer as one thing:
+
+* **Streams** (the Trio driver's fast stream and dispatcher, the simulated
+  stream): Trio's stream errors, exactly as :class:`trio.SocketStream`
+  raises them. A call on a closed socket (:data:`CLOSED_ERRNOS`) is
+  :class:`trio.ClosedResourceError`; anything else is
+  :class:`trio.BrokenResourceError`. Both keep the ``OSError`` as
+  ``__cause__``, so its errno survives (:func:`stream_error`,
+  :func:`stream_errors`). The blocking driver's streams raise the
+  ``OSError`` itself; a closed one fails with ``EBADF``
+  (:func:`closed_socket_error`).
+* **The library's public boundary** (connecting, listening, a client's
+  conversation): a named :class:`~trio_echo.errors.NetworkError` subclass
+  (:data:`NAMED_ERRORS`) carrying the errno and saying what was being
+  attempted (:func:`from_os_error`). The errno is dug out from under Trio's
+  wrapping and exception groups (:func:`root_os_error`).
+* **A server's report of a failed connection**: a message and the errno, or
+  ``None`` when there is none (:func:`describe_failure`). Named trio-echo
+  errors give their own message; an OS error underneath gives the OS's
+  message; any other exception is an internal error, a bug.
+
+The stream errors are Trio's types, so this module imports trio. Importing
+``trio_echo`` does anyway (the package exports the Trio driver), so the
+blocking driver, which uses only the other functions, pays nothing for it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import socket
 import sys
+from collections.abc import Iterator, Mapping
+
+import attrs
+import trio
 
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup
@@ -21,9 +48,26 @@ from .errors import (
     HostNotFound,
     NetworkError,
     Timeout,
+    TrioEchoError,
 )
 
-_BY_ERRNO: dict[int, type[NetworkError]] = {
+__all__ = [
+    "CLOSED_ERRNOS",
+    "NAMED_ERRORS",
+    "Failure",
+    "closed_socket_error",
+    "describe_failure",
+    "describe_os_error",
+    "from_os_error",
+    "root_os_error",
+    "stream_error",
+    "stream_errors",
+]
+
+CLOSED_ERRNOS = frozenset({errno.EBADF, errno.ENOTSOCK})
+"""What a call on an already-closed descriptor fails with."""
+
+NAMED_ERRORS: Mapping[int, type[NetworkError]] = {
     errno.EADDRINUSE: AddressInUse,
     errno.ECONNREFUSED: ConnectionRefused,
     errno.ECONNRESET: ConnectionLost,
@@ -31,6 +75,10 @@ _BY_ERRNO: dict[int, type[NetworkError]] = {
     errno.ECONNABORTED: ConnectionLost,
     errno.ETIMEDOUT: Timeout,
 }
+"""The named error each errno stands for; any other errno is a plain NetworkError."""
+
+
+# --- reading an OSError ---------------------------------------------------------
 
 
 def describe_os_error(exc: OSError) -> str:
@@ -64,6 +112,38 @@ def root_os_error(exc: BaseException) -> OSError | None:
     return exc if isinstance(exc, OSError) else None
 
 
+# --- streams ----------------------------------------------------------------------
+
+
+def closed_socket_error() -> OSError:
+    """What a blocking call on a closed socket raises: ``EBADF``, as the kernel says it."""
+    return OSError(errno.EBADF, os.strerror(errno.EBADF))
+
+
+def stream_error(exc: OSError) -> trio.ClosedResourceError | trio.BrokenResourceError:
+    """The stream error Trio's own SocketStream raises for *exc* (chain *exc* as its cause)."""
+    if exc.errno in CLOSED_ERRNOS:
+        error: trio.ClosedResourceError | trio.BrokenResourceError = trio.ClosedResourceError(
+            "the socket was already closed"
+        )
+    else:
+        error = trio.BrokenResourceError(f"socket connection broken: {exc}")
+    error.__cause__ = exc
+    return error
+
+
+@contextlib.contextmanager
+def stream_errors() -> Iterator[None]:
+    """Turn an ``OSError`` raised in the block into its :func:`stream_error`."""
+    try:
+        yield
+    except OSError as exc:
+        raise stream_error(exc) from exc
+
+
+# --- the public boundary ----------------------------------------------------------
+
+
 def from_os_error(exc: OSError, context: str) -> NetworkError:
     """Translate *exc* into the named :class:`NetworkError` it stands for.
 
@@ -74,8 +154,37 @@ def from_os_error(exc: OSError, context: str) -> NetworkError:
         return HostNotFound(f"{context}: host not found ({describe_os_error(exc)})", exc.errno)
     if isinstance(exc, TimeoutError) and exc.errno is None:
         return Timeout(f"{context}: timed out")
-    kind = _BY_ERRNO.get(exc.errno or 0, NetworkError)
+    kind = NAMED_ERRORS.get(exc.errno or 0, NetworkError)
     detail = describe_os_error(exc)
     if exc.errno:
         detail = f"{detail} (errno {exc.errno})"
     return kind(f"{context}: {detail}", exc.errno)
+
+
+# --- a connection's failure -------------------------------------------------------
+
+
+@attrs.frozen
+class Failure:
+    """How a server reports a connection that ended in an exception."""
+
+    message: str
+    errno: int | None = None
+    internal: bool = False
+    """The exception was a bug, not the peer's or the network's doing."""
+
+
+def describe_failure(exc: BaseException) -> Failure:
+    """The report for a connection that *exc* ended.
+
+    Named errors and OS errors are the peer's or the network's doing; any
+    other exception is reported as an internal error.
+    """
+    if isinstance(exc, NetworkError):
+        return Failure(str(exc), exc.errno)
+    if isinstance(exc, TrioEchoError):
+        return Failure(str(exc))
+    cause = root_os_error(exc)
+    if cause is not None:
+        return Failure(describe_os_error(cause), cause.errno)
+    return Failure(f"internal error: {type(exc).__name__}: {exc}", internal=True)

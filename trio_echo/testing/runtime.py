@@ -22,7 +22,6 @@ simulated network the Trio driver uses::
 from __future__ import annotations
 
 import contextlib
-import errno
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import TypeVar
@@ -31,9 +30,10 @@ import trio
 
 from ..address import Address
 from ..blocking_driver.runtime import Listener, ListenerClosed, Semaphore, Stream, Worker
+from ..os_errors import closed_socket_error
 from . import baton
 from .baton import VirtualThread, VirtualThreadExit, current_virtual_thread
-from .connection import Endpoint, EndpointClosed, os_error
+from .connection import Endpoint, EndpointClosed
 from .network import SimulatedListener, SimulatedNetwork
 
 __all__ = [
@@ -54,16 +54,21 @@ def _seconds(timeout: float | None) -> float:
 
 @contextlib.contextmanager
 def _socket_errors() -> Iterator[None]:
-    """Use after close fails as it does on a closed socket: EBADF."""
+    """Use after close fails as it does on a closed socket (see ``os_errors``)."""
     try:
         yield
     except EndpointClosed:
-        raise os_error(errno.EBADF) from None
+        raise closed_socket_error() from None
 
 
 @contextlib.contextmanager
 def _listener_errors() -> Iterator[None]:
-    """A closed listener interrupts ``accept`` the way the blocking driver expects."""
+    """A closed listener interrupts ``accept`` the way the blocking driver expects.
+
+    Not an OS error: Trio's closed-listener signal becomes the blocking
+    runtime's, as the real :class:`~trio_echo.blocking_driver.runtime.SocketListener`
+    raises it.
+    """
     try:
         yield
     except trio.ClosedResourceError:

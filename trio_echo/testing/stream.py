@@ -17,6 +17,7 @@ from collections.abc import Iterator
 import trio
 
 from ..address import Address
+from ..os_errors import stream_error
 from .connection import Endpoint, EndpointClosed
 
 __all__ = ["DEFAULT_RECEIVE_SIZE", "SimulatedStream"]
@@ -27,13 +28,18 @@ DEFAULT_RECEIVE_SIZE = 65536
 
 @contextlib.contextmanager
 def _trio_errors() -> Iterator[None]:
-    """Translate endpoint errors into the ones Trio streams raise."""
+    """Translate endpoint errors into the ones Trio streams raise.
+
+    A closed endpoint is closed for good, as Trio says of a socket used after
+    ``aclose`` or written after ``send_eof``; its OS errors follow the stream
+    policy of :func:`trio_echo.os_errors.stream_error`.
+    """
     try:
         yield
     except EndpointClosed as exc:
         raise trio.ClosedResourceError(str(exc)) from None
     except OSError as exc:
-        raise trio.BrokenResourceError(f"connection broken: {exc}") from exc
+        raise stream_error(exc) from exc
 
 
 class SimulatedStream(trio.abc.HalfCloseableStream):

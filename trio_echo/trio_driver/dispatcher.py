@@ -57,7 +57,7 @@ from trio.lowlevel import (
     wait_task_rescheduled,
 )
 
-from .socket_errors import stream_error
+from ..os_errors import stream_error
 
 if TYPE_CHECKING:
     from .fast_stream import FastSocketStream

@@ -35,7 +35,7 @@ from trio.lowlevel import (
 )
 
 from ..address import Address
-from .socket_errors import CLOSED_ERRNOS, stream_error
+from ..os_errors import CLOSED_ERRNOS, stream_error, stream_errors
 
 YIELD_EVERY = 16
 """Sends a stream may complete without parking before it yields anyway."""
@@ -56,14 +56,6 @@ _IGNORABLE_ACCEPT_ERRNOS = {
     errno.ETIMEDOUT,
     errno.ECONNRESET,
 }
-
-
-@contextlib.contextmanager
-def _stream_errors() -> Iterator[None]:
-    try:
-        yield
-    except OSError as exc:
-        raise stream_error(exc) from exc
 
 
 class FastSocketStream(trio.abc.HalfCloseableStream):
@@ -101,7 +93,7 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
             raise ValueError("max_bytes must be >= 1")
         await checkpoint_if_cancelled()
         waited = False
-        # Written out rather than through _stream_errors(), and waiting outside
+        # Written out rather than through stream_errors(), and waiting outside
         # the except clause (which would keep the exception alive): an idle
         # connection waits here, and all it keeps alive costs memory.
         while True:
@@ -155,7 +147,7 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
 
     async def wait_send_all_might_not_block(self) -> None:
         """Return once the kernel has room for more outgoing bytes."""
-        with self._exclusive_send(), _stream_errors():
+        with self._exclusive_send(), stream_errors():
             await self._park(trio.lowlevel.wait_writable)
 
     @contextlib.contextmanager
@@ -175,7 +167,7 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
             if self._eof_sent:
                 return
             self._eof_sent = True
-            with _stream_errors():
+            with stream_errors():
                 self.socket.shutdown(socket.SHUT_WR)
 
     async def aclose(self) -> None:
