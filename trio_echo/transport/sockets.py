@@ -1,0 +1,312 @@
+"""Bind the sockets a :class:`~trio_echo.transport.spec.ListenSpec` names, with ``socket`` alone.
+
+Both drivers bind here and then put the sockets under their own I/O (Trio
+wraps them, the blocking driver accepts on them), so a spec means the same
+sockets whichever driver serves it. Every socket returned is non-blocking;
+stream sockets are already listening. Failures are the named errors of
+:mod:`trio_echo.errors` (``AddressInUse`` above all), raised after closing
+whatever was opened.
+
+Choices, and why:
+
+- **One socket per address.** A host resolving to several addresses
+  (``localhost`` to ``127.0.0.1`` and ``::1``) gets a socket on each. With
+  port 0, the first socket's port, chosen by the kernel, is reused for the
+  others, so one port reaches the server on every address; if that port is
+  taken on a later address, the whole set is tried again a few times.
+- **IPv6 sockets are IPv6 only** (``IPV6_V6ONLY=1``): ``[::]`` listens on
+  every IPv6 address and no IPv4 one, as nginx's ``listen [::]:80`` and
+  Trio's ``open_tcp_listeners`` do. ``tcp://0.0.0.0:P`` and
+  ``tcp://[::]:P`` are then two listeners that can run side by side, and a
+  spec never takes more than it says.
+- **SO_REUSEADDR on stream sockets only.** It lets a restarted TCP server
+  bind while old connections sit in TIME_WAIT. On a UDP socket Linux would
+  let a second server bind the same port and silently share its traffic,
+  so UDP does without it and a taken port is ``AddressInUse``.
+- **A stale unix socket file is replaced, a live one is not.** A server
+  that died leaves its socket file behind; binding over it fails forever
+  unless someone removes it. Before binding, a path that exists and is a
+  socket is probed with a connect: refused means nobody listens, so the
+  file is removed; anything else means a server answers and binding stops
+  with ``AddressInUse``. A path that is not a socket (a regular file, a
+  directory, a symbolic link) is never removed. Two servers starting on the
+  same stale path at the same instant can still race; one of them then
+  fails to bind or leaves the other's file unreachable, as with any
+  check-then-act on a shared file system.
+- **A server removes its socket file only if it is still its own.** See
+  :class:`UnixSocketFile`: if another server replaced the file meanwhile,
+  closing ours must not cut that server off.
+- **Abstract sockets** (``unix:@NAME``, Linux only) live in a namespace of
+  their own: nothing is probed, nothing is removed, and a taken name is
+  ``AddressInUse`` from ``bind`` itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import socket
+import stat
+from typing import Any
+
+import attrs
+
+from ..address import Address
+from ..errors import AddressInUse, ConfigError
+from ..escape import escape_text
+from ..os_errors import from_os_error
+from .spec import ABSTRACT_PREFIX, ListenSpec, Transport
+
+PORT_RETRIES = 5
+"""How often a port-0 spec with several addresses looks for a port free on all of them."""
+
+_SOCKET_IN_USE = {errno.EAGAIN, errno.EWOULDBLOCK, errno.EINPROGRESS, errno.EPROTOTYPE}
+"""A probe connect failing with one of these still found a live socket (busy, or not a stream)."""
+
+
+def bind(spec: ListenSpec, *, backlog: int) -> list[socket.socket]:
+    """Open, bind and (for stream transports) listen on every socket *spec* names.
+
+    Returns non-blocking sockets: one per distinct address for TCP, TLS and
+    UDP, one for unix. Raises a :class:`~trio_echo.errors.NetworkError`
+    (``AddressInUse``, ``HostNotFound``, ...) naming the spec, after closing
+    anything already opened.
+    """
+    if backlog < 1:
+        raise ConfigError(f"backlog must be a positive integer, not {backlog!r}")
+    if spec.transport is Transport.UNIX:
+        return [_bind_unix(spec, backlog)]
+    return _bind_network(spec, backlog)
+
+
+def bound_address(sock: socket.socket) -> str:
+    """Where *sock* is bound, for reports: ``127.0.0.1:4012``, ``[::1]:4012``, a path or ``@NAME``.
+
+    The real port when port 0 was asked for. Escaped: a unix path may hold
+    any byte but NUL, and reports go to terminals.
+    """
+    name = sock.getsockname()
+    if sock.family == socket.AF_UNIX:
+        return escape_text(_unix_name(name))
+    return escape_text(str(Address.from_sockaddr(name)))
+
+
+def bound_spec(sock: socket.socket, spec: ListenSpec) -> ListenSpec:
+    """*spec* as *sock* realised it: the address bound and the real port, settings kept.
+
+    ``tcp://localhost:0`` bound on two addresses gives ``tcp://127.0.0.1:P``
+    and ``tcp://[::1]:P``, each a spec a client can be given as its target.
+    """
+    if spec.transport is Transport.UNIX:
+        return attrs.evolve(spec, path=_unix_name(sock.getsockname()))
+    address = Address.from_sockaddr(sock.getsockname())
+    return attrs.evolve(spec, host=address.host, port=address.port)
+
+
+def _doing(spec: ListenSpec) -> str:
+    """What failed, for the error message: ``listen on SPEC``, escaped to one line."""
+    return f"listen on {escape_text(str(spec))}"
+
+
+# -- network: TCP, TLS, UDP ---------------------------------------------------------------------
+
+
+def _bind_network(spec: ListenSpec, backlog: int) -> list[socket.socket]:
+    assert spec.host is not None and spec.port is not None
+    kind = socket.SOCK_STREAM if spec.transport.is_stream else socket.SOCK_DGRAM
+    try:
+        infos = socket.getaddrinfo(spec.host, spec.port, type=kind, flags=socket.AI_PASSIVE)
+    except OSError as exc:
+        raise from_os_error(exc, _doing(spec)) from None
+    addresses = _distinct(infos)
+    attempts = PORT_RETRIES if spec.port == 0 and len(addresses) > 1 else 1
+    for attempt in range(attempts):
+        try:
+            return _bind_each(addresses, spec.port, backlog if spec.transport.is_stream else None)
+        except _LaterAddressInUse as taken:
+            if attempt + 1 == attempts:
+                raise from_os_error(taken.error, _doing(spec)) from None
+        except OSError as exc:
+            raise from_os_error(exc, _doing(spec)) from None
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+class _LaterAddressInUse(Exception):
+    """The port the first socket was given is taken on a later address; try another."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+_AddrInfo = tuple[int, int, int, Any]
+"""(family, type, proto, sockaddr): what binding one address needs."""
+
+
+def _distinct(infos: list[tuple[Any, ...]]) -> list[_AddrInfo]:
+    """One entry per (family, sockaddr), in getaddrinfo's order."""
+    seen: set[tuple[int, Any]] = set()
+    distinct: list[_AddrInfo] = []
+    for family, kind, proto, _canonical, sockaddr in infos:
+        if (family, sockaddr) not in seen:
+            seen.add((family, sockaddr))
+            distinct.append((family, kind, proto, sockaddr))
+    return distinct
+
+
+def _bind_each(addresses: list[_AddrInfo], port: int, backlog: int | None) -> list[socket.socket]:
+    """Bind every address to *port*, or, when *port* is 0, to the port the first one got."""
+    opened: list[socket.socket] = []
+    chosen = port
+    try:
+        for family, kind, proto, sockaddr in addresses:
+            try:
+                sock = _open_bound(family, kind, proto, (sockaddr[0], chosen, *sockaddr[2:]))
+            except OSError as exc:
+                if port == 0 and opened and exc.errno == errno.EADDRINUSE:
+                    raise _LaterAddressInUse(exc) from None
+                raise
+            opened.append(sock)
+            if backlog is not None:
+                sock.listen(backlog)
+            if chosen == 0:
+                chosen = sock.getsockname()[1]
+    except BaseException:
+        for sock in opened:
+            sock.close()
+        raise
+    return opened
+
+
+def _open_bound(family: int, kind: int, proto: int, sockaddr: Any) -> socket.socket:
+    sock = socket.socket(family, kind, proto)
+    try:
+        if kind == socket.SOCK_STREAM:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind(sockaddr)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+# -- unix ---------------------------------------------------------------------------------------
+
+
+def _bind_unix(spec: ListenSpec, backlog: int) -> socket.socket:
+    assert spec.path is not None
+    if spec.is_abstract:
+        address = "\0" + spec.path.removeprefix(ABSTRACT_PREFIX)
+    else:
+        address = spec.path
+        _clear_stale_socket_file(spec)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(address)
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except OSError as exc:
+        sock.close()
+        raise from_os_error(exc, _doing(spec)) from None
+    return sock
+
+
+def _clear_stale_socket_file(spec: ListenSpec) -> None:
+    """Remove a socket file at *spec*'s path that nobody listens on; refuse anything else."""
+    assert spec.path is not None
+    try:
+        mode = os.lstat(spec.path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise from_os_error(exc, _doing(spec)) from None
+    if not stat.S_ISSOCK(mode):
+        raise AddressInUse(f"{_doing(spec)}: {spec.display} exists and is not a socket; left alone")
+    if _someone_listens(spec):
+        raise AddressInUse(f"{_doing(spec)}: a server is already listening on {spec.display}")
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(spec.path)
+
+
+def _someone_listens(spec: ListenSpec) -> bool:
+    """Probe the socket file at *spec*'s path: True if a live socket is bound to it."""
+    path = spec.path
+    assert path is not None
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.setblocking(False)
+        probe.connect(path)
+    except ConnectionRefusedError:
+        return False
+    except OSError as exc:
+        if exc.errno in _SOCKET_IN_USE:
+            return True
+        raise from_os_error(exc, _doing(spec)) from None
+    finally:
+        probe.close()
+    return True
+
+
+def _unix_name(name: str | bytes) -> str:
+    """A unix socket address as a spec writes it: the path, or ``@NAME`` for abstract ones."""
+    if isinstance(name, bytes):
+        name = os.fsdecode(name)
+    if name.startswith("\0"):
+        return ABSTRACT_PREFIX + name[1:]
+    return name
+
+
+@attrs.frozen
+class UnixSocketFile:
+    """The socket file a unix listener created, known by its device and inode.
+
+    A server takes one with :meth:`of` right after :func:`bind` and calls
+    :meth:`remove` when it closes. The file is removed only if the path
+    still names the very file this server created: if an operator moved it
+    aside, or a newer server replaced it, that other file stays. This
+    identity, not the path, is what "our socket file" means.
+    """
+
+    path: str
+    device: int
+    inode: int
+
+    @classmethod
+    def of(cls, sock: socket.socket) -> UnixSocketFile | None:
+        """The file *sock* is bound to, or None when it has none (not unix, abstract, unnamed).
+
+        Call it at once after :func:`bind`, before anyone else could
+        replace the file.
+        """
+        if sock.family != socket.AF_UNIX:
+            return None
+        name = _unix_name(sock.getsockname())
+        if name == "" or name.startswith(ABSTRACT_PREFIX):
+            return None
+        info = os.stat(name, follow_symlinks=False)
+        return cls(path=name, device=info.st_dev, inode=info.st_ino)
+
+    def is_ours(self) -> bool:
+        """True while the path still names the socket file this server created."""
+        try:
+            info = os.stat(self.path, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        return (info.st_dev, info.st_ino) == (self.device, self.inode)
+
+    def remove(self) -> bool:
+        """Remove the file if it is still ours; True if it was removed.
+
+        Never raises for a file that is already gone or no longer ours.
+        """
+        if not self.is_ours():
+            return False
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            return False
+        return True
