@@ -8,13 +8,21 @@ that names the field.
 
 from __future__ import annotations
 
-import enum
-from collections.abc import Callable
 from typing import Any
 
 import attrs
 
 from .errors import ConfigError
+from .validation import (
+    check,
+    flag,
+    host,
+    non_negative_seconds,
+    port,
+    positive_int,
+    positive_seconds,
+)
+from .wire import WireProtocol as WireProtocol  # re-exported: configuration names it
 
 DEFAULT_HOST = "127.0.0.1"
 """Loopback: exposing a server to the network must be an explicit choice."""
@@ -32,44 +40,7 @@ GREETING_MESSAGE = "Hello from client"
 """The line the note's greeting client sends (the codec adds the newline)."""
 
 
-class WireProtocol(enum.Enum):
-    """The three wire protocols (DESIGN.md section 2)."""
-
-    REPLY = "reply"
-    """Every chunk read goes back as ``Re:`` + at most 124 bytes (the note's pair A)."""
-    GREETING = "greeting"
-    """One line in, ``Hello From Server\\n`` out, close (the note's pair B)."""
-    ECHO = "echo"
-    """RFC 862: every byte back unchanged until the peer closes."""
-
-
-def _check(predicate: Callable[[Any], bool], what: str) -> Callable[[Any, Any, Any], None]:
-    def validate(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-        if not predicate(value):
-            raise ConfigError(f"{attribute.name} must be {what}, not {value!r}")
-
-    return validate
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-_port = _check(lambda v: _is_int(v) and 0 <= v <= 65535, "a port number from 0 to 65535")
-_positive_int = _check(lambda v: _is_int(v) and v > 0, "a positive integer")
-_host = _check(lambda v: isinstance(v, str) and v != "" and v.isprintable(), "a host name")
-_positive_seconds = _check(
-    lambda v: v is None or (_is_number(v) and 0 < v < float("inf")), "a positive number of seconds"
-)
-_non_negative_seconds = _check(
-    lambda v: _is_number(v) and 0 <= v < float("inf"), "zero or a positive number of seconds"
-)
-_protocol = _check(lambda v: isinstance(v, WireProtocol), "reply, greeting or echo")
-_flag = _check(lambda v: isinstance(v, bool), "True or False")
+_protocol = check(lambda v: isinstance(v, WireProtocol), "reply, greeting or echo")
 
 
 @attrs.frozen(kw_only=True)
@@ -83,16 +54,16 @@ class ServerConfig:
     seconds for requests in flight on shutdown.
     """
 
-    host: str = attrs.field(default=DEFAULT_HOST, validator=_host)
-    port: int = attrs.field(default=DEFAULT_PORT, validator=_port)
+    host: str = attrs.field(default=DEFAULT_HOST, validator=host)
+    port: int = attrs.field(default=DEFAULT_PORT, validator=port)
     protocol: WireProtocol = attrs.field(default=WireProtocol.REPLY, validator=_protocol)
-    once: bool = attrs.field(default=False, validator=_flag)
+    once: bool = attrs.field(default=False, validator=flag)
     """Serve one client, then exit (the note's server's behaviour)."""
-    max_line: int = attrs.field(default=65536, validator=_positive_int)
+    max_line: int = attrs.field(default=65536, validator=positive_int)
     """Longest greeting line accepted, in bytes, not counting the newline."""
-    idle_timeout: float | None = attrs.field(default=60.0, validator=_positive_seconds)
+    idle_timeout: float | None = attrs.field(default=60.0, validator=positive_seconds)
     """Close a connection that sends nothing for this long; None waits forever."""
-    send_timeout: float | None = attrs.field(default=60.0, validator=_positive_seconds)
+    send_timeout: float | None = attrs.field(default=60.0, validator=positive_seconds)
     """Close a connection whose peer stops taking bytes for this long; None waits forever.
 
     The blocking driver restarts the timer whenever the peer takes a byte
@@ -100,13 +71,13 @@ class ServerConfig:
     progress, gives each write this long as a whole. Either way a client that
     stops reading cannot hold its slot.
     """
-    max_connections: int = attrs.field(default=1024, validator=_positive_int)
+    max_connections: int = attrs.field(default=1024, validator=positive_int)
     """Clients served at once; later ones wait in the listen backlog."""
-    grace: float = attrs.field(default=5.0, validator=_non_negative_seconds)
+    grace: float = attrs.field(default=5.0, validator=non_negative_seconds)
     """On shutdown, how long connections in flight may take to finish."""
-    backlog: int = attrs.field(default=1024, validator=_positive_int)
+    backlog: int = attrs.field(default=1024, validator=positive_int)
     """The listen backlog handed to the kernel."""
-    receive_size: int = attrs.field(default=65536, validator=_positive_int)
+    receive_size: int = attrs.field(default=65536, validator=positive_int)
     """Most bytes taken from the network in one read."""
 
 
@@ -114,20 +85,20 @@ class ServerConfig:
 class ClientConfig:
     """What a client connects to and what conversation it holds."""
 
-    host: str = attrs.field(default=DEFAULT_HOST, validator=_host)
-    port: int = attrs.field(default=DEFAULT_PORT, validator=_port)
+    host: str = attrs.field(default=DEFAULT_HOST, validator=host)
+    port: int = attrs.field(default=DEFAULT_PORT, validator=port)
     protocol: WireProtocol = attrs.field(default=WireProtocol.REPLY, validator=_protocol)
-    count: int = attrs.field(default=NOTE_COUNT, validator=_positive_int)
+    count: int = attrs.field(default=NOTE_COUNT, validator=positive_int)
     """Messages per session (reply and echo; a greeting session is one line)."""
     message: str | None = attrs.field(default=None)
     """Message template, ``{i}`` replaced by the index; None means the note's."""
-    connections: int = attrs.field(default=1, validator=_positive_int)
+    connections: int = attrs.field(default=1, validator=positive_int)
     """Sessions run at once."""
-    timeout: float | None = attrs.field(default=30.0, validator=_positive_seconds)
+    timeout: float | None = attrs.field(default=30.0, validator=positive_seconds)
     """Limit on connecting and on waiting for each reply; None waits forever."""
-    max_line: int = attrs.field(default=65536, validator=_positive_int)
+    max_line: int = attrs.field(default=65536, validator=positive_int)
     """Longest greeting line accepted from the server."""
-    receive_size: int = attrs.field(default=65536, validator=_positive_int)
+    receive_size: int = attrs.field(default=65536, validator=positive_int)
     """Most bytes taken from the network in one read."""
 
     @message.validator

@@ -35,9 +35,9 @@ from typing import Any
 import attrs
 
 from ..address import Address
-from ..config import WireProtocol
 from ..errors import ConfigError
 from ..escape import escape_text
+from ..wire import WireProtocol
 
 
 class Transport(enum.Enum):

@@ -1,0 +1,16 @@
+"""The wire protocols every transport and both drivers speak (DESIGN.md section 2)."""
+
+from __future__ import annotations
+
+import enum
+
+
+class WireProtocol(enum.Enum):
+    """The three wire protocols (DESIGN.md section 2)."""
+
+    REPLY = "reply"
+    """Every chunk read goes back as ``Re:`` + at most 124 bytes (the note's pair A)."""
+    GREETING = "greeting"
+    """One line in, ``Hello From Server\\n`` out, close (the note's pair B)."""
+    ECHO = "echo"
+    """RFC 862: every byte back unchanged until the peer closes."""
