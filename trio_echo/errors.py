@@ -75,3 +75,12 @@ class ConnectionLost(NetworkError):
 
 class Timeout(NetworkError):
     """An operation did not finish within its time limit."""
+
+
+class TlsError(NetworkError):
+    """TLS failed: a certificate was refused, the peer spoke no TLS, or no version was shared.
+
+    Built by :func:`trio_echo.transport.tls.from_tls_error`, which drivers try
+    before :func:`~trio_echo.os_errors.from_os_error`: ``ssl.SSLError`` is an
+    ``OSError`` whose ``errno`` is an OpenSSL code, not an OS error number.
+    """
