@@ -104,7 +104,10 @@ def test_the_least_recently_seen_source_is_the_one_forgotten() -> None:
     for other in ("a", "b", "c"):
         guard.admit(other, 5000, 1, 0.0)
     assert guard.admit("victim", 5000, 1, 0.0) is Verdict.RATE_LIMITED, "still remembered"
-    for other in ("d", "e", "f", "g"):
+    for other in ("d", "e", "f"):
+        guard.admit(other, 5000, 1, 0.0)
+    assert guard.admit("victim", 5000, 1, 0.0) is Verdict.RATE_LIMITED, "seen more lately than a"
+    for other in ("g", "h", "i", "j"):
         guard.admit(other, 5000, 1, 0.0)
     assert guard.admit("victim", 5000, 1, 0.0) is Verdict.ANSWER, "forgotten, so a fresh bucket"
     assert guard.sources == 4
