@@ -10,6 +10,16 @@ from __future__ import annotations
 
 from ..config import WireProtocol
 from .base import ClientCodec, ServerCodec
+from .datagram import (
+    MAX_REPLY_DATAGRAM,
+    Arrival,
+    DatagramReport,
+    DatagramSession,
+    MessageOutcome,
+    SessionLimits,
+    answer_datagram,
+    request_datagram,
+)
 from .echo import EchoClient, EchoServer
 from .events import ClientEvent, Close, Discarded, Received, ReplyReceived, Send, ServerEvent
 from .greeting import SERVER_GREETING, GreetingClient, GreetingServer
@@ -17,15 +27,20 @@ from .reply import MAX_PIECE, ReplyClient, ReplyMatcher, ReplyServer, reply_for
 
 __all__ = [
     "MAX_PIECE",
+    "MAX_REPLY_DATAGRAM",
     "SERVER_GREETING",
+    "Arrival",
     "ClientCodec",
     "ClientEvent",
     "Close",
+    "DatagramReport",
+    "DatagramSession",
     "Discarded",
     "EchoClient",
     "EchoServer",
     "GreetingClient",
     "GreetingServer",
+    "MessageOutcome",
     "Received",
     "ReplyClient",
     "ReplyMatcher",
@@ -34,8 +49,11 @@ __all__ = [
     "Send",
     "ServerCodec",
     "ServerEvent",
+    "SessionLimits",
+    "answer_datagram",
     "client_codec",
     "reply_for",
+    "request_datagram",
     "server_codec",
 ]
 
