@@ -28,8 +28,9 @@ Choices, and why:
   unless someone removes it. Before binding, a path that exists and is a
   socket is probed with a connect: refused means nobody listens, so the
   file is removed; anything else means a server answers and binding stops
-  with ``AddressInUse``. A path that is not a socket (a regular file, a
-  directory, a symbolic link) is never removed. Two servers starting on the
+  with ``AddressInUse``. The probe is a real connection: a live server
+  accepts one client that leaves at once. A path that is not a socket (a
+  regular file, a directory, a symbolic link) is never removed. Two servers starting on the
   same stale path at the same instant can still race; one of them then
   fails to bind or leaves the other's file unreachable, as with any
   check-then-act on a shared file system.
@@ -264,11 +265,19 @@ def _unix_name(name: str | bytes) -> str:
 class UnixSocketFile:
     """The socket file a unix listener created, known by its device and inode.
 
-    A server takes one with :meth:`of` right after :func:`bind` and calls
-    :meth:`remove` when it closes. The file is removed only if the path
-    still names the very file this server created: if an operator moved it
-    aside, or a newer server replaced it, that other file stays. This
-    identity, not the path, is what "our socket file" means.
+    A server takes one with :meth:`of` right after :func:`bind` and, when
+    it shuts down, calls :meth:`remove` *before* closing the socket. The
+    file is removed only if the path still names the very file this server
+    created: if an operator moved it aside, or a newer server replaced it,
+    that other file stays. This identity, not the path, is what "our socket
+    file" means.
+
+    Why before closing: file systems hand a freed inode number to the next
+    file created, so once our socket is closed (and its file, if unlinked
+    by someone else, freed) a newer file may carry our old device and
+    inode. While our socket is open it holds its inode, so no other file
+    can have that number and the comparison is exact. Removing first also
+    stops new clients from finding a server that is going away.
     """
 
     path: str
@@ -301,7 +310,8 @@ class UnixSocketFile:
     def remove(self) -> bool:
         """Remove the file if it is still ours; True if it was removed.
 
-        Never raises for a file that is already gone or no longer ours.
+        Call it while the socket is still open (see the class notes). Never
+        raises for a file that is already gone or no longer ours.
         """
         if not self.is_ours():
             return False

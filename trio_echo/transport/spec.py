@@ -14,8 +14,9 @@ known keys are the table :data:`SETTINGS`, where adding a key is one entry
 A client target is the same spec or what people type: ``HOST``,
 ``HOST:PORT``, ``[V6]``, ``[V6]:PORT`` or a bare IPv6 address such as
 ``::1``; those short forms mean TCP, at the client's default port when none
-is given. A port written after a bare IPv6 address would be ambiguous
-(``::1:3100`` is itself an address), so it needs the brackets.
+is given. A port needs brackets after an IPv6 address: ``::1:3100`` is
+refused as ambiguous (it is an address itself, and also ``::1`` with a
+port), with both bracketed readings shown.
 
 Parsing is strict: every malformed text is refused with one
 :class:`~trio_echo.errors.ConfigError` line that quotes the text, escaped,
@@ -287,7 +288,7 @@ class _Parser:
             raise self.fail(f"has unknown scheme {_quote(scheme)}", NETWORK_FORMS) from None
         form = f"{transport.value}://HOST:PORT"
         host, port = self.host_and_port(rest, form, default_port=None, bare_ipv6=False)
-        return ListenSpec(transport=transport, host=host, port=port, **settings)
+        return self.build(form, transport=transport, host=host, port=port, **settings)
 
     def unix(self, path: str, settings: dict[str, Any]) -> ListenSpec:
         form = "unix:PATH"
@@ -300,20 +301,30 @@ class _Parser:
         problem = path_problem(path)
         if problem:
             raise self.fail(f"has a path that {problem}", form)
-        return ListenSpec(transport=Transport.UNIX, path=path, **settings)
+        return self.build(form, transport=Transport.UNIX, path=path, **settings)
+
+    def build(self, form: str, **fields: Any) -> ListenSpec:
+        """The spec of *fields*; what its own checks refuse is still refused as this text."""
+        try:
+            return ListenSpec(**fields)
+        except ConfigError as exc:
+            raise self.fail(f"is refused ({exc})", form) from None
 
     def host_and_port(
         self, rest: str, form: str, *, default_port: int | None, bare_ipv6: bool
     ) -> tuple[str, int]:
         """Split ``HOST:PORT``, ``[V6]:PORT`` (and, if allowed, ``HOST``, ``[V6]``, ``V6``)."""
         if rest.startswith("["):
-            host, _bracket, after = rest[1:].partition("]")
-            if not _bracket:
+            host, closed, after = rest[1:].partition("]")
+            if not closed:
                 raise self.fail("has '[' without its ']'", form)
             if host == "":
                 raise self.fail("needs a host", form)
-            if not _is_ipv6(host):
+            if ":" not in host:
                 raise self.fail(f"has {_quote(host)} in brackets, which is not IPv6", form)
+            problem = host_problem(host)
+            if problem:
+                raise self.fail(f"has host {_quote(host)}, which {problem}", form)
             if after and not after.startswith(":"):
                 raise self.fail(f"has {_quote(after)} after ']'", form)
             port_text = after[1:] if after else None
@@ -324,6 +335,10 @@ class _Parser:
             problem = host_problem(rest)
             if problem:
                 raise self.fail(f"has more than one ':' but {problem}", form)
+            head, _colon, tail = rest.rpartition(":")
+            if tail.isascii() and tail.isdigit() and _is_ipv6(head):
+                forms = f"[{head}]:{tail} for a port, [{rest}] for the address"
+                raise self.fail("is ambiguous", escape_text(forms))
             host, port_text = rest, None
         else:
             host, colon, port_text_or_empty = rest.partition(":")
@@ -358,7 +373,7 @@ class _Parser:
             setting = SETTINGS.get(key)
             if setting is None:
                 known = ", ".join(SETTINGS)
-                raise self.fail(f"has unknown setting {_quote(key)}", f"known: {known}")
+                raise self.fail(f"has unknown setting {_quote(key)}", f"the known ones are {known}")
             if key in values:
                 raise self.fail(f"sets {_quote(key)} twice", form)
             try:
@@ -401,7 +416,7 @@ def parse_target(text: str, *, default_port: int) -> ListenSpec:
         host, port = parser.host_and_port(
             body, TARGET_FORMS, default_port=default_port, bare_ipv6=True
         )
-        spec = ListenSpec(transport=Transport.TCP, host=host, port=port, **settings)
+        spec = parser.build(TARGET_FORMS, transport=Transport.TCP, host=host, port=port, **settings)
     if spec.port == 0:
         raise parser.fail("has port 0, which no server listens on", "a port from 1 to 65535")
     return spec
