@@ -12,12 +12,18 @@ from typing import Any
 
 import attrs
 
+from .address import Address
 from .errors import ConfigError
+from .transport.reflection import ReflectionPolicy
+from .transport.spec import ListenSpec, Transport
+from .transport.tls import TlsClientSettings, TlsServerSettings
 from .validation import (
     check,
     flag,
     host,
+    non_negative_int,
     non_negative_seconds,
+    optional,
     port,
     positive_int,
     positive_seconds,
@@ -79,6 +85,35 @@ class ServerConfig:
     """The listen backlog handed to the kernel."""
     receive_size: int = attrs.field(default=65536, validator=positive_int)
     """Most bytes taken from the network in one read."""
+    listen: tuple[ListenSpec, ...] = attrs.field(default=(), converter=tuple)
+    """Where to listen, one spec per listener; empty means ``tcp://host:port``."""
+    tls: TlsServerSettings | None = attrs.field(default=None, validator=optional(TlsServerSettings))
+    """Certificate, key and client CA for ``tls://`` listeners."""
+    reflection: ReflectionPolicy = attrs.field(
+        factory=ReflectionPolicy, validator=attrs.validators.instance_of(ReflectionPolicy)
+    )
+    """How ``udp://`` listeners bound their answers per source (see ``transport.reflection``)."""
+
+    @listen.validator
+    def _check_listen(self, _attribute: attrs.Attribute[Any], value: tuple[Any, ...]) -> None:
+        for spec in value:
+            if not isinstance(spec, ListenSpec):
+                raise ConfigError(f"listen takes listener specs, not {spec!r}")
+
+    @tls.validator
+    def _check_tls(self, _attribute: attrs.Attribute[Any], value: Any) -> None:
+        if value is None and any(spec.transport is Transport.TLS for spec in self.listen):
+            raise ConfigError("a tls:// listener needs a certificate: give --certfile")
+
+    def listeners(self) -> tuple[ListenSpec, ...]:
+        """Every listener, each with its protocol decided (its own, or the default)."""
+        specs = self.listen or (
+            ListenSpec(transport=Transport.TCP, host=self.host, port=self.port),
+        )
+        return tuple(
+            spec if spec.protocol is not None else attrs.evolve(spec, protocol=self.protocol)
+            for spec in specs
+        )
 
 
 @attrs.frozen(kw_only=True)
@@ -100,6 +135,44 @@ class ClientConfig:
     """Longest greeting line accepted from the server."""
     receive_size: int = attrs.field(default=65536, validator=positive_int)
     """Most bytes taken from the network in one read."""
+    transport: Transport = attrs.field(
+        default=Transport.TCP, validator=attrs.validators.instance_of(Transport)
+    )
+    """How to reach the server: ``tcp``, ``udp``, ``tls`` or ``unix``."""
+    path: str | None = attrs.field(default=None)
+    """The socket file of a ``unix`` server (host and port are then unused)."""
+    tls: TlsClientSettings | None = attrs.field(
+        default=None,
+        validator=attrs.validators.optional(attrs.validators.instance_of(TlsClientSettings)),
+    )
+    """Trust and identity for a ``tls`` server; None: the system's trust, SNI from the host."""
+    retries: int = attrs.field(default=2, validator=non_negative_int)
+    """UDP: how often a message whose answer did not come within the timeout is sent again."""
+
+    @path.validator
+    def _check_path(self, _attribute: attrs.Attribute[Any], value: str | None) -> None:
+        if self.transport is Transport.UNIX and not value:
+            raise ConfigError("a unix client needs the server's socket path")
+
+    @classmethod
+    def for_target(cls, target: ListenSpec, **fields: Any) -> ClientConfig:
+        """A client of the server *target* names (a spec from ``parse_target``)."""
+        where: dict[str, Any] = {"transport": target.transport}
+        if target.transport is Transport.UNIX:
+            where["path"] = target.path
+        else:
+            where["host"], where["port"] = target.host, target.port
+        if target.protocol is not None:
+            where["protocol"] = target.protocol
+        return cls(**where, **fields)
+
+    @property
+    def target(self) -> Address:
+        """The server, as errors and reports name it."""
+        if self.transport is Transport.UNIX:
+            assert self.path is not None
+            return Address.unix(self.path)
+        return Address(self.host, self.port)
 
     @message.validator
     def _check_message(self, _attribute: attrs.Attribute[Any], value: str | None) -> None:

@@ -80,7 +80,26 @@ class ConnectionFailed:
     bytes_out: int
 
 
-ConnectionEvent = Connected | MessageReceived | BytesDiscarded | Disconnected | ConnectionFailed
+@attrs.frozen
+class DatagramAnswered:
+    """A UDP listener received a datagram and sent *replies* datagrams back."""
+
+    listener: str
+    """The listener's spec, as bound (``udp://127.0.0.1:3100``)."""
+    peer: Address
+    at: float
+    data: bytes
+    replies: int
+
+
+ConnectionEvent = (
+    Connected
+    | MessageReceived
+    | BytesDiscarded
+    | Disconnected
+    | ConnectionFailed
+    | DatagramAnswered
+)
 
 
 class EventSink(Protocol):
@@ -136,6 +155,15 @@ class LoggingSink:
                 log.info(
                     "%s disconnected (%s; %d bytes in, %d out)", peer, reason, bytes_in, bytes_out
                 )
+            case DatagramAnswered(listener=listener, peer=peer, data=data, replies=replies):
+                log.info(
+                    "%s on %s: datagram of %d bytes: %s (answered with %d)",
+                    peer,
+                    listener,
+                    len(data),
+                    escape(data),
+                    replies,
+                )
 
 
 @attrs.define
@@ -146,6 +174,9 @@ class ServerStats:
     bytes_in: int = 0
     bytes_out: int = 0
     errors: int = 0
+    datagrams_in: int = 0
+    datagrams_out: int = 0
+    datagrams_refused: int = 0
     _lock: threading.Lock = attrs.field(factory=threading.Lock, repr=False, eq=False)
 
     def add(self, bytes_in: int, bytes_out: int, *, failed: bool) -> None:
@@ -156,12 +187,33 @@ class ServerStats:
             self.bytes_out += bytes_out
             self.errors += failed
 
+    def add_datagram(self, size: int, replies: int, replied: int) -> None:
+        """Count one datagram received (*size* bytes) and its *replies* (*replied* bytes)."""
+        with self._lock:
+            self.datagrams_in += 1
+            self.datagrams_out += replies
+            self.bytes_in += size
+            self.bytes_out += replied
+
+    def refuse_datagram(self, size: int) -> None:
+        """Count one datagram received and not answered (see ``transport.reflection``)."""
+        with self._lock:
+            self.datagrams_in += 1
+            self.datagrams_refused += 1
+            self.bytes_in += size
+
     def summary(self) -> str:
         """One line for the end of a server's life."""
-        return (
+        line = (
             f"served {_count(self.connections, 'connection')}, {self.bytes_in} bytes in, "
             f"{self.bytes_out} bytes out, {_count(self.errors, 'error')}"
         )
+        if self.datagrams_in:
+            line += (
+                f"; {_count(self.datagrams_in, 'datagram')} in, {self.datagrams_out} out, "
+                f"{self.datagrams_refused} refused"
+            )
+        return line
 
 
 def _count(number: int, noun: str) -> str:

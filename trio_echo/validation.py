@@ -40,3 +40,9 @@ non_negative_seconds = check(
     lambda v: _is_number(v) and 0 <= v < float("inf"), "zero or a positive number of seconds"
 )
 flag = check(lambda v: isinstance(v, bool), "True or False")
+non_negative_int = check(lambda v: _is_int(v) and v >= 0, "zero or a positive integer")
+
+
+def optional(kind: type) -> Callable[[Any, Any, Any], None]:
+    """A validator for a value of *kind*, or None."""
+    return check(lambda v: v is None or isinstance(v, kind), f"{kind.__name__} or None")

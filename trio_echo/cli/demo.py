@@ -16,6 +16,7 @@ from ..connection_log import (
     Connected,
     ConnectionEvent,
     ConnectionFailed,
+    DatagramAnswered,
     Disconnected,
     MessageReceived,
 )
@@ -38,6 +39,8 @@ def describe(event: ConnectionEvent) -> str:
             return f"{peer} disconnected ({reason})"
         case ConnectionFailed(peer=peer, errno=errno, message=message):
             return f"{peer} error No: {errno} Message: {escape_text(message)}"
+        case DatagramAnswered(peer=peer, data=data):
+            return f"{peer} sent a datagram {escape(data)}"
 
 
 async def run_demo(protocol: WireProtocol, report: Report) -> bool:

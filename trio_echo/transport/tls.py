@@ -23,10 +23,10 @@ from typing import Any
 
 import attrs
 
-from ..config import _check, _flag, _positive_seconds
 from ..errors import ConfigError, TlsError
 from ..escape import escape_text
 from ..os_errors import describe_os_error
+from ..validation import check, flag, positive_seconds
 
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup
@@ -80,8 +80,8 @@ def _readable_file(_instance: Any, attribute: attrs.Attribute[Any], value: Any) 
         ) from None
 
 
-_handshake_timeout = _positive_seconds
-_host_name = _check(
+_handshake_timeout = positive_seconds
+_host_name = check(
     lambda v: v is None or (isinstance(v, str) and v != "" and v.isprintable()), "a host name"
 )
 
@@ -114,7 +114,7 @@ class TlsClientSettings:
         default=None, converter=_optional_path_text, validator=_readable_file
     )
     """PEM file of CAs to trust; None trusts the system's store."""
-    insecure: bool = attrs.field(default=False, validator=_flag)
+    insecure: bool = attrs.field(default=False, validator=flag)
     """Skip certificate and host name verification: only when asked, never by default."""
     server_hostname: str | None = attrs.field(default=None, validator=_host_name)
     """Name sent as SNI and checked against the certificate; None means the target host."""
