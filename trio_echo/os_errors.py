@@ -148,7 +148,15 @@ def from_os_error(exc: OSError, context: str) -> NetworkError:
     """Translate *exc* into the named :class:`NetworkError` it stands for.
 
     *context* says what was being attempted, e.g. ``"connect to 127.0.0.1:3100"``.
+    A TLS failure (an ``ssl.SSLError``, whose errno is OpenSSL's, not the
+    OS's) becomes a :class:`~trio_echo.errors.TlsError` worded by
+    :mod:`trio_echo.transport.tls`.
     """
+    from .transport.tls import from_tls_error  # it words its errors with this module
+
+    tls = from_tls_error(exc, context)
+    if tls is not None:
+        return tls
     exc = root_os_error(exc) or exc
     if isinstance(exc, socket.gaierror):
         return HostNotFound(f"{context}: host not found ({describe_os_error(exc)})", exc.errno)
@@ -184,6 +192,11 @@ def describe_failure(exc: BaseException) -> Failure:
         return Failure(str(exc), exc.errno)
     if isinstance(exc, TrioEchoError):
         return Failure(str(exc))
+    from .transport.tls import describe_tls_error  # it words its errors with this module
+
+    tls = describe_tls_error(exc)
+    if tls is not None:
+        return Failure(tls)
     cause = root_os_error(exc)
     if cause is not None:
         return Failure(describe_os_error(cause), cause.errno)

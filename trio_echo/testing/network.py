@@ -32,7 +32,7 @@ from trio.lowlevel import ParkingLot, cancel_shielded_checkpoint, checkpoint_if_
 from ..address import Address
 from ..errors import ConfigError, NetworkError
 from ..os_errors import from_os_error
-from ..trio_driver.network import Listener
+from ..trio_driver.network import Listener, not_simulated
 from . import baton
 from .alarm import AlarmClock
 from .connection import Connection, Endpoint, os_error
@@ -289,6 +289,18 @@ class SimulatedNetwork:
         """Listen on *host*:*port* (port 0 picks a free one); AddressInUse if taken."""
         await trio.lowlevel.checkpoint()
         return [self.listen(host, port, backlog=backlog)]
+
+    async def open_unix_listener(self, path: str, *, backlog: int) -> Listener:
+        """Unix sockets are not simulated: a NetworkError saying so."""
+        raise not_simulated("a unix socket listener")
+
+    async def open_datagram_sockets(self, host: str, port: int) -> list[trio.socket.SocketType]:
+        """UDP is not simulated yet: a NetworkError saying so."""
+        raise not_simulated("UDP")
+
+    async def connect_unix(self, path: str) -> trio.abc.Stream:
+        """Unix sockets are not simulated: a NetworkError saying so."""
+        raise not_simulated("a unix socket connection")
 
     def listen(self, host: str, port: int, *, backlog: int = 128) -> SimulatedListener:
         """Start listening at once (the synchronous form of :meth:`open_listeners`)."""

@@ -93,6 +93,11 @@ def bound_address(sock: socket.socket) -> str:
     return escape_text(str(Address.from_sockaddr(name)))
 
 
+def unix_path(sock: socket.socket | Any) -> str:
+    """The path a unix socket is bound to, unescaped (``@NAME`` for an abstract one)."""
+    return _unix_name(sock.getsockname())
+
+
 def bound_spec(sock: socket.socket, spec: ListenSpec) -> ListenSpec:
     """*spec* as *sock* realised it: the address bound and the real port, settings kept.
 

@@ -1,20 +1,29 @@
 """Where the Trio driver gets its connections from.
 
 The server and client never open sockets themselves: they ask a
-:class:`Network`. :class:`TcpNetwork` is the real one, on Trio's TCP
-listeners and streams; ``trio_echo.testing`` provides an in-memory one with
-the same shape, so the very same server and client run on either, with
-nothing patched.
+:class:`Network`. :class:`SocketNetwork` is the real one: its listeners are
+bound by :mod:`trio_echo.transport.sockets` (so a spec binds the same sockets
+as under the blocking driver) and put under Trio. ``trio_echo.testing``
+provides an in-memory one with the same shape, so the very same server and
+client run on either, with nothing patched.
+
+TLS is not a network's business: it is a layer the server and client put
+over a TCP stream (``trio.SSLStream``), so it runs on any network, the
+simulated one included.
 """
 
 from __future__ import annotations
 
+import socket
 from typing import Protocol
 
 import trio
 
 from ..address import UNKNOWN, Address
+from ..errors import NetworkError
 from ..os_errors import from_os_error
+from ..transport import sockets
+from ..transport.spec import ListenSpec, Transport
 from .fast_stream import FastSocketListener, FastSocketStream, from_trio_socket
 
 Listener = trio.abc.Listener[trio.abc.Stream]
@@ -24,11 +33,23 @@ class Network(Protocol):
     """Opens listeners and connections, and names their ends."""
 
     async def open_listeners(self, host: str, port: int, *, backlog: int) -> list[Listener]:
-        """Listen on every address *host* resolves to; raise a ``NetworkError`` if that fails."""
+        """Listen on TCP on every address *host* resolves to; a ``NetworkError`` if that fails."""
+        ...
+
+    async def open_unix_listener(self, path: str, *, backlog: int) -> Listener:
+        """Listen on the unix socket *path* (a stale file is replaced, a live one is not)."""
+        ...
+
+    async def open_datagram_sockets(self, host: str, port: int) -> list[trio.socket.SocketType]:
+        """Bound UDP sockets on every address *host* resolves to."""
         ...
 
     async def connect(self, host: str, port: int) -> trio.abc.Stream:
-        """Open a stream to *host*:*port*; raise a ``NetworkError`` if that fails."""
+        """Open a TCP stream to *host*:*port*; raise a ``NetworkError`` if that fails."""
+        ...
+
+    async def connect_unix(self, path: str) -> trio.abc.Stream:
+        """Open a stream to the unix socket *path*; raise a ``NetworkError`` if that fails."""
         ...
 
     def listener_address(self, listener: Listener) -> Address:
@@ -40,25 +61,36 @@ class Network(Protocol):
         ...
 
 
-class TcpNetwork:
-    """The real network: TCP through Trio.
+class SocketNetwork:
+    """The real network: TCP, unix sockets and UDP through Trio.
 
-    By default connections are :class:`~.fast_stream.FastSocketStream`
+    By default TCP connections are :class:`~.fast_stream.FastSocketStream`
     objects, which skip scheduler passes Trio's own ``SocketStream`` makes;
     ``fast=False`` uses ``trio.SocketStream`` itself (to compare the two).
+    Unix socket connections are always Trio's own streams.
     """
 
     def __init__(self, *, fast: bool = True) -> None:
         self.fast = fast
 
     async def open_listeners(self, host: str, port: int, *, backlog: int) -> list[Listener]:
-        try:
-            listeners = await trio.open_tcp_listeners(port, host=host, backlog=backlog)
-        except OSError as exc:
-            raise from_os_error(exc, f"listen on {Address(host, port)}") from None
-        if not self.fast:
-            return list(listeners)
-        return [FastSocketListener(from_trio_socket(listener.socket)) for listener in listeners]
+        await trio.lowlevel.checkpoint()
+        bound = sockets.bind(
+            ListenSpec(transport=Transport.TCP, host=host, port=port), backlog=backlog
+        )
+        if self.fast:
+            return [FastSocketListener(sock) for sock in bound]
+        return [trio.SocketListener(trio.socket.from_stdlib_socket(sock)) for sock in bound]
+
+    async def open_unix_listener(self, path: str, *, backlog: int) -> Listener:
+        await trio.lowlevel.checkpoint()
+        (sock,) = sockets.bind(ListenSpec(transport=Transport.UNIX, path=path), backlog=backlog)
+        return UnixListener(sock)
+
+    async def open_datagram_sockets(self, host: str, port: int) -> list[trio.socket.SocketType]:
+        await trio.lowlevel.checkpoint()
+        bound = sockets.bind(ListenSpec(transport=Transport.UDP, host=host, port=port), backlog=1)
+        return [trio.socket.from_stdlib_socket(sock) for sock in bound]
 
     async def connect(self, host: str, port: int) -> trio.abc.Stream:
         try:
@@ -70,8 +102,16 @@ class TcpNetwork:
         peer = _peer_of(stream.socket)
         return FastSocketStream(from_trio_socket(stream.socket), peer)
 
+    async def connect_unix(self, path: str) -> trio.abc.Stream:
+        try:
+            return await trio.open_unix_socket(_unix_name(path))
+        except OSError as exc:
+            raise from_os_error(exc, f"connect to {Address.unix(path)}") from None
+
     def listener_address(self, listener: Listener) -> Address:
         if isinstance(listener, FastSocketListener):
+            return listener.address
+        if isinstance(listener, UnixListener):
             return listener.address
         assert isinstance(listener, trio.SocketListener)
         return Address.from_sockaddr(listener.socket.getsockname())
@@ -80,7 +120,38 @@ class TcpNetwork:
         if isinstance(stream, FastSocketStream):
             return stream.peer
         assert isinstance(stream, trio.SocketStream)
+        if stream.socket.family == socket.AF_UNIX:
+            return Address.unix(sockets.unix_path(stream.socket))
         return _peer_of(stream.socket)
+
+
+TcpNetwork = SocketNetwork
+"""The name :class:`SocketNetwork` had while it carried TCP alone."""
+
+
+class UnixListener(trio.abc.Listener[trio.abc.Stream]):
+    """A listening unix socket that removes its socket file on close, if still its own."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._file = sockets.UnixSocketFile.of(sock)
+        self.address = Address.unix(sockets.unix_path(sock))
+        self._listener = trio.SocketListener(trio.socket.from_stdlib_socket(sock))
+
+    async def accept(self) -> trio.abc.Stream:
+        """Wait for the next client."""
+        return await self._listener.accept()
+
+    async def aclose(self) -> None:
+        """Remove the socket file (before closing: see ``UnixSocketFile``), then stop listening."""
+        if self._file is not None:
+            self._file.remove()
+            self._file = None
+        await self._listener.aclose()
+
+
+def _unix_name(path: str) -> str:
+    """What ``connect`` takes for *path*: an abstract ``@NAME`` starts with a NUL byte."""
+    return "\0" + path[1:] if path.startswith("@") else path
 
 
 def _peer_of(sock: trio.socket.SocketType) -> Address:
@@ -88,3 +159,8 @@ def _peer_of(sock: trio.socket.SocketType) -> Address:
         return Address.from_sockaddr(sock.getpeername())
     except OSError:
         return UNKNOWN
+
+
+def not_simulated(what: str) -> NetworkError:
+    """The error a network without *what* raises when asked for it."""
+    return NetworkError(f"{what} is not available on this network")

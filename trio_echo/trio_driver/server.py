@@ -16,24 +16,28 @@ the task runs the same conversation with ``receive_some`` and ``send_all``.
 
 from __future__ import annotations
 
-import functools
 import itertools
 import logging
 import math
 from collections.abc import Callable
 
+import attrs
 import trio
 
 from ..address import Address
-from ..codec import ServerCodec, server_codec
+from ..codec import ServerCodec
 from ..config import ServerConfig
 from ..connection_log import ConnectionLog, EventSink, LoggingSink, ServerStats
 from ..conversation import Conversation
+from ..errors import TlsError
 from ..faults import ACCEPT_RETRY_SECONDS, OUT_OF_RESOURCES, AcceptFailureLog
 from ..lifecycle import LINGER_READ_SIZE, Ending, Phase, Timeouts, next_phase
+from ..listeners import ListenerPlan, plan_listeners
+from ..transport.spec import ListenSpec, Transport
+from ..transport.tls import from_tls_error
 from .dispatcher import IDLE, Dispatcher, Seat, current_dispatcher, dispatcher_available
 from .fast_stream import FastSocketStream
-from .network import Listener, Network, TcpNetwork
+from .network import Listener, Network, SocketNetwork
 
 logger = logging.getLogger("trio_echo.server")
 
@@ -51,14 +55,15 @@ class TrioServer:
     ) -> None:
         self.config = config
         self._timeouts = Timeouts.of(config)
-        self.network: Network = network if network is not None else TcpNetwork()
-        self.codec_factory: Callable[[], ServerCodec] = codec_factory or functools.partial(
-            server_codec, config.protocol, max_line=config.max_line
-        )
+        self.network: Network = network if network is not None else SocketNetwork()
+        self._plans = plan_listeners(config, codec_factory)
         self._accept_failures = AcceptFailureLog(trio.current_time)
         self.sink: EventSink = sink if sink is not None else LoggingSink()
         self.stats = ServerStats()
         self.addresses: tuple[Address, ...] = ()
+        """Where each bound socket listens, in the order of the listener specs."""
+        self.listeners: tuple[ListenSpec, ...] = ()
+        """Each bound socket as a spec (real address and port, protocol), a client's target."""
         self._slots = trio.Semaphore(config.max_connections)
         self._ids = itertools.count(1)
         self._accepting = trio.CancelScope()
@@ -68,24 +73,55 @@ class TrioServer:
     async def run(
         self, *, task_status: trio.TaskStatus[tuple[Address, ...]] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        """Listen, report the bound addresses, then serve until cancelled or shut down."""
-        listeners = await self.network.open_listeners(
-            self.config.host, self.config.port, backlog=self.config.backlog
-        )
+        """Listen on every spec, report the bound addresses, then serve until stopped."""
+        opened: list[_Opened] = []
         try:
-            self.addresses = tuple(self.network.listener_address(lst) for lst in listeners)
+            for plan in self._plans:
+                opened += await self._open(plan)
+            self.addresses = tuple(item.address for item in opened)
+            self.listeners = tuple(item.plan.spec for item in opened)
             async with trio.open_nursery() as handlers:
                 self._handlers = handlers
                 handlers.cancel_scope.deadline = self._shutdown_deadline
                 with self._accepting:
                     task_status.started(self.addresses)
                     async with trio.open_nursery() as acceptors:
-                        for listener in listeners:
-                            acceptors.start_soon(self._accept_loop, listener, handlers)
-                await _close_all(listeners)
+                        for item in opened:
+                            if item.datagrams is not None:
+                                acceptors.start_soon(self._serve_datagrams, item)
+                            else:
+                                acceptors.start_soon(self._accept_loop, item, handlers)
+                await _close_all(opened)
         finally:
             with trio.CancelScope(shield=True):
-                await _close_all(listeners)
+                await _close_all(opened)
+
+    async def _open(self, plan: ListenerPlan) -> list[_Opened]:
+        """Bind *plan*'s spec: one opened listener per socket it names."""
+        spec, network, backlog = plan.spec, self.network, self.config.backlog
+        if spec.transport is Transport.UNIX:
+            assert spec.path is not None
+            listener = await network.open_unix_listener(spec.path, backlog=backlog)
+            return [_Opened(plan, network.listener_address(listener), listener=listener)]
+        assert spec.host is not None and spec.port is not None
+        if spec.transport is Transport.UDP:
+            socks = await network.open_datagram_sockets(spec.host, spec.port)
+            return [_Opened.datagram(plan, sock) for sock in socks]
+        listeners = await network.open_listeners(spec.host, spec.port, backlog=backlog)
+        return [_Opened.stream(plan, network.listener_address(lst), lst) for lst in listeners]
+
+    async def _serve_datagrams(self, opened: _Opened) -> None:
+        from .datagram_server import serve_datagrams
+
+        assert opened.datagrams is not None
+        await serve_datagrams(
+            opened.datagrams,
+            opened.plan.spec,
+            policy=self.config.reflection,
+            sink=self.sink,
+            stats=self.stats,
+            receive_size=self.config.receive_size,
+        )
 
     def shutdown(self, grace: float | None = None) -> None:
         """Stop accepting now; cancel connections still open after *grace* seconds.
@@ -98,7 +134,9 @@ class TrioServer:
         if self._handlers is not None:
             self._handlers.cancel_scope.deadline = self._shutdown_deadline
 
-    async def _accept_loop(self, listener: Listener, handlers: trio.Nursery) -> None:
+    async def _accept_loop(self, opened: _Opened, handlers: trio.Nursery) -> None:
+        assert opened.listener is not None
+        listener, plan = opened.listener, opened.plan
         while True:
             try:
                 self._slots.acquire_nowait()  # accept() below is this turn's checkpoint
@@ -112,7 +150,7 @@ class TrioServer:
             self._accept_failures.succeeded()
             if self.config.once:
                 self._accepting.cancel()
-            handlers.start_soon(self._serve, stream)
+            handlers.start_soon(self._serve, stream, plan)
 
     async def _accept(self, listener: Listener) -> trio.abc.Stream:
         while True:
@@ -124,7 +162,7 @@ class TrioServer:
                 self._accept_failures.failed(exc, ACCEPT_RETRY_SECONDS)
                 await trio.sleep(ACCEPT_RETRY_SECONDS)
 
-    async def _serve(self, stream: trio.abc.Stream) -> None:
+    async def _serve(self, stream: trio.abc.Stream, plan: ListenerPlan) -> None:
         """Hold one connection from accept to close; its failure ends it and nothing else.
 
         The phases of :mod:`~trio_echo.lifecycle` are written out here rather
@@ -140,9 +178,11 @@ class TrioServer:
                 clock=trio.current_time,
                 stats=self.stats,
             )
-            conversation = Conversation(self.codec_factory(), log)
-            seat = _seat_for(stream)
+            conversation = Conversation(plan.codec_factory(), log)
             try:
+                if plan.tls is not None:
+                    stream = await _handshake(stream, plan)
+                seat = _seat_for(stream)
                 outgoing = b""
                 step: Phase | Ending = Phase.READING
                 while step is Phase.READING or step is Phase.SENDING:
@@ -227,6 +267,56 @@ async def _linger(stream: trio.abc.Stream, conversation: Conversation, seconds: 
         conversation.drained(drained)
 
 
-async def _close_all(listeners: list[Listener]) -> None:
-    for listener in listeners:
-        await trio.aclose_forcefully(listener)
+async def _handshake(
+    stream: trio.abc.Stream, plan: ListenerPlan
+) -> trio.SSLStream[trio.abc.Stream]:
+    """TLS over *stream*, its handshake done within the plan's timeout.
+
+    A handshake that fails or runs out of time ends the connection with one
+    line naming what went wrong (see ``transport.tls.describe_tls_error``).
+    """
+    assert plan.tls is not None
+    secure = trio.SSLStream(stream, plan.tls, server_side=True)
+    with trio.move_on_after(plan.handshake_timeout) as waiting:
+        try:
+            await secure.do_handshake()
+        except trio.BrokenResourceError as exc:
+            error = from_tls_error(exc, "TLS handshake")
+            if error is None:
+                raise
+            raise error from None
+    if waiting.cancelled_caught:
+        raise TlsError(f"TLS handshake not finished within {plan.handshake_timeout:g} s")
+    return secure
+
+
+@attrs.frozen
+class _Opened:
+    """One bound socket of a listener: its plan (spec as bound), and what serves it."""
+
+    plan: ListenerPlan
+    address: Address
+    listener: Listener | None = None
+    datagrams: trio.socket.SocketType | None = None
+
+    @classmethod
+    def stream(cls, plan: ListenerPlan, address: Address, listener: Listener) -> _Opened:
+        spec = attrs.evolve(plan.spec, host=address.host, port=address.port)
+        return cls(plan.bound_as(spec), address, listener=listener)
+
+    @classmethod
+    def datagram(cls, plan: ListenerPlan, sock: trio.socket.SocketType) -> _Opened:
+        address = Address.from_sockaddr(sock.getsockname())
+        spec = attrs.evolve(plan.spec, host=address.host, port=address.port)
+        return cls(plan.bound_as(spec), address, datagrams=sock)
+
+    async def aclose(self) -> None:
+        if self.listener is not None:
+            await trio.aclose_forcefully(self.listener)
+        if self.datagrams is not None:
+            self.datagrams.close()
+
+
+async def _close_all(opened: list[_Opened]) -> None:
+    for item in opened:
+        await item.aclose()

@@ -1,0 +1,61 @@
+"""What each of a server's listeners serves, decided once for both drivers.
+
+A server is configured with listener specs (``tcp://``, ``udp://``,
+``tls://``, ``unix:``), each speaking its own protocol. Before anything is
+bound, :func:`plan_listeners` turns the configuration into one
+:class:`ListenerPlan` per spec: the codec its connections get and, for TLS,
+the ``ssl.SSLContext`` its handshakes use. A bad certificate therefore fails
+when the server is built, in one line, not on the first client. Each driver
+then binds the plan's spec under its own I/O.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import ssl
+from collections.abc import Callable
+
+import attrs
+
+from .codec import ServerCodec, server_codec
+from .config import ServerConfig
+from .transport.spec import ListenSpec, Transport
+from .transport.tls import server_context
+
+
+@attrs.frozen
+class ListenerPlan:
+    """One listener's spec (protocol decided), its connections' codec and its TLS context."""
+
+    spec: ListenSpec
+    codec_factory: Callable[[], ServerCodec]
+    tls: ssl.SSLContext | None = None
+    """Set for ``tls://``: every accepted connection handshakes with it first."""
+    handshake_timeout: float = math.inf
+    """Seconds a TLS handshake may take before the connection fails."""
+
+    def bound_as(self, spec: ListenSpec) -> ListenerPlan:
+        """This plan for one socket its spec was bound to (the real address and port)."""
+        return attrs.evolve(self, spec=attrs.evolve(spec, protocol=self.spec.protocol))
+
+
+def plan_listeners(
+    config: ServerConfig, codec_factory: Callable[[], ServerCodec] | None = None
+) -> list[ListenerPlan]:
+    """A plan for every listener of *config*; *codec_factory*, if given, serves them all."""
+    context = server_context(config.tls) if config.tls is not None else None
+    handshake = math.inf
+    if config.tls is not None and config.tls.handshake_timeout is not None:
+        handshake = config.tls.handshake_timeout
+    plans = []
+    for spec in config.listeners():
+        assert spec.protocol is not None  # listeners() decides every protocol
+        factory = codec_factory or functools.partial(
+            server_codec, spec.protocol, max_line=config.max_line
+        )
+        if spec.transport is Transport.TLS:
+            plans.append(ListenerPlan(spec, factory, context, handshake))
+        else:
+            plans.append(ListenerPlan(spec, factory))
+    return plans
