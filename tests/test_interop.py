@@ -20,15 +20,15 @@ import pytest
 import trio
 from loopback import (
     HOST,
-    EventLog,
     client_config,
     run_session,
-    running_server,
+    server_config,
     split_reply,
 )
 
 from trio_echo import Address, Exchange, WireProtocol, WrongReply
 from trio_echo.codec import SERVER_GREETING
+from trio_echo.testing import EventRecorder, serve
 
 TIMEOUT = 30.0
 
@@ -78,9 +78,11 @@ async def talk(command: list[str], data: bytes) -> bytes:
 async def test_echo_server_returns_every_byte_to_a_third_party_client(
     server_driver: str, tool: Tool
 ) -> None:
-    log = EventLog()
+    log = EventRecorder()
     with trio.fail_after(TIMEOUT):
-        async with running_server(server_driver, sink=log, protocol=WireProtocol.ECHO) as server:
+        async with serve(
+            server_driver, server_config(protocol=WireProtocol.ECHO), recorder=log
+        ) as server:
             output = await talk(tool(server.address.port), EVERY_BYTE)
             (end,) = await log.wait_ended(1)
     assert output == EVERY_BYTE
@@ -92,7 +94,7 @@ async def test_reply_server_answers_a_third_party_client_in_re_pieces(
     server_driver: str, tool: Tool
 ) -> None:
     with trio.fail_after(TIMEOUT):
-        async with running_server(server_driver, protocol=WireProtocol.REPLY) as server:
+        async with serve(server_driver, server_config(protocol=WireProtocol.REPLY)) as server:
             output = await talk(tool(server.address.port), NO_R)
     pieces = split_reply(output)
     assert b"".join(pieces) == NO_R
@@ -107,7 +109,7 @@ async def test_greeting_server_greets_a_third_party_client(
     server_driver: str, tool: Tool, line: bytes
 ) -> None:
     with trio.fail_after(TIMEOUT):
-        async with running_server(server_driver, protocol=WireProtocol.GREETING) as server:
+        async with serve(server_driver, server_config(protocol=WireProtocol.GREETING)) as server:
             output = await talk(tool(server.address.port), line)
     assert output == b"Hello From Server\n"
 
