@@ -12,18 +12,17 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import queue
 import re
 import socket
 import subprocess
 import sys
-import threading
-from collections.abc import Callable, Iterator, Sequence
-from typing import IO, Any
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import attrs
 import trio
 
+from child_output import LineReader
 from trio_echo import (
     Address,
     ClientConfig,
@@ -110,46 +109,11 @@ LISTENING = re.compile(
 )
 
 
-class LineReader:
-    """Reads a child's output line by line in a thread, so waits can time out."""
-
-    def __init__(self, stream: IO[str]) -> None:
-        self.lines: list[str] = []
-        self._queue: queue.Queue[str | None] = queue.Queue()
-        self._thread = threading.Thread(target=self._pump, args=(stream,), daemon=True)
-        self._thread.start()
-
-    def _pump(self, stream: IO[str]) -> None:
-        for line in stream:
-            self._queue.put(line.rstrip("\n"))
-        self._queue.put(None)
-
-    def next_line(self, timeout: float = LINE_TIMEOUT) -> str | None:
-        """The next line, or None at end of output; ``queue.Empty`` after *timeout*."""
-        line = self._queue.get(timeout=timeout)
-        if line is not None:
-            self.lines.append(line)
-        return line
-
-    def wait_for(self, predicate: Callable[[str], bool], timeout: float = LINE_TIMEOUT) -> str:
-        """Read lines until one satisfies *predicate*; fail at end of output."""
-        while (line := self.next_line(timeout)) is not None:
-            if predicate(line):
-                return line
-        raise AssertionError(f"output ended without the expected line; got {self.lines!r}")
-
-    def rest(self, timeout: float = LINE_TIMEOUT) -> list[str]:
-        """Every line until end of output, including the ones already read."""
-        while self.next_line(timeout) is not None:
-            pass
-        return self.lines
-
-
 @attrs.define
 class CliProcess:
     """A running ``python -m trio_echo`` with its output read line by line."""
 
-    process: subprocess.Popen[str]
+    process: subprocess.Popen[bytes]
     stdout: LineReader
     stderr: LineReader
 
@@ -176,31 +140,27 @@ class CliServer:
 def cli_process(*args: str) -> Iterator[CliProcess]:
     """Start ``python -m trio_echo *args``; it is killed at the end if still running."""
     process = subprocess.Popen(
-        [*CLI, *args],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        encoding="utf-8",
-        errors="backslashreplace",
+        [*CLI, *args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
+    assert process.stdout is not None and process.stderr is not None
+    readers = [LineReader(pipe, timeout=LINE_TIMEOUT) for pipe in (process.stdout, process.stderr)]
     try:
-        assert process.stdout is not None and process.stderr is not None
-        yield CliProcess(process, LineReader(process.stdout), LineReader(process.stderr))
+        yield CliProcess(process, *readers)
     finally:
         if process.poll() is None:
             process.kill()
         process.wait(LINE_TIMEOUT)
+        for reader in readers:
+            reader.close()
         for pipe in (process.stdout, process.stderr):
-            if pipe is not None:
-                pipe.close()
+            pipe.close()
 
 
 @contextlib.contextmanager
 def cli_server(*args: str) -> Iterator[CliServer]:
     """Start ``trio-echo serve --port 0 *args`` and wait for its listening line."""
     with cli_process("serve", "--port", "0", *args) as cli:
-        line = cli.stdout.next_line()
+        line = cli.stdout.readline()
         match = LISTENING.match(line or "")
         assert match is not None, f"no listening line: {line!r}, stderr {cli.stderr.rest()!r}"
         yield CliServer(cli, int(match["port"]), match["driver"], match["protocol"])

@@ -26,6 +26,7 @@ from loopback import (
     split_reply,
 )
 
+from child_output import LineCollector
 from trio_echo import Address, Exchange, WireProtocol, WrongReply
 from trio_echo.codec import SERVER_GREETING
 from trio_echo.testing import EventRecorder, serve
@@ -147,19 +148,12 @@ async def socat_server(program: str) -> AsyncIterator[Address]:
             )
         )
         assert process.stderr is not None
-        log = b""
-        while (match := SOCAT_LISTENING.search(log)) is None:
-            chunk = await process.stderr.receive_some(4096)
-            assert chunk, f"socat ended without listening: {log!r}"
-            log += chunk
-        nursery.start_soon(_drain, process.stderr)
-        yield Address(HOST, int(match[1]))
+        log = LineCollector()
+        nursery.start_soon(log.collect, process.stderr)
+        listening = await log.wait_for(SOCAT_LISTENING)
+        assert listening is not None, f"socat ended without listening: {log.lines!r}"
+        yield Address(HOST, int(listening[1]))
         nursery.cancel_scope.cancel()
-
-
-async def _drain(stream: trio.abc.ReceiveStream) -> None:
-    while await stream.receive_some(4096):
-        pass
 
 
 @needs_socat
