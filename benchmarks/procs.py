@@ -1,5 +1,6 @@
 """Child processes: start them in their own process group, read their lines
-with deadlines, sample their CPU time and memory, and always stop them.
+with deadlines (:class:`child_output.LineReader`, shared with the tests and
+the reliability harness), sample their CPU time and memory, and always stop them.
 """
 
 from __future__ import annotations
@@ -7,12 +8,12 @@ from __future__ import annotations
 import contextlib
 import os
 import resource
-import selectors
 import signal
 import subprocess
-import time
 from pathlib import Path
 from typing import IO
+
+from child_output import LineReader as LineReader  # how the benchmarks read a child's lines
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
@@ -66,42 +67,6 @@ def stop(process: subprocess.Popen[bytes], *, grace: float = 10.0) -> int | None
         with contextlib.suppress(BrokenPipeError, OSError):
             process.stdin.close()
     return process.returncode
-
-
-class LineReader:
-    """Reads a child's stdout line by line, each read bounded by a deadline."""
-
-    def __init__(self, stream: IO[bytes]) -> None:
-        self._fd = stream.fileno()
-        self._buffer = b""
-        self._eof = False
-        self._selector = selectors.DefaultSelector()
-        self._selector.register(self._fd, selectors.EVENT_READ)
-
-    def readline(self, timeout: float) -> str | None:
-        """The next line without its newline; None at EOF; TimeoutError past *timeout*."""
-        deadline = time.monotonic() + timeout
-        while b"\n" not in self._buffer:
-            if self._eof:
-                if not self._buffer:
-                    return None
-                line, self._buffer = self._buffer, b""
-                return line.decode(errors="replace")
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(f"no line within {timeout:g} s")
-            if not self._selector.select(left):
-                continue
-            chunk = os.read(self._fd, 65536)
-            if chunk:
-                self._buffer += chunk
-            else:
-                self._eof = True
-        line, self._buffer = self._buffer.split(b"\n", 1)
-        return line.decode(errors="replace")
-
-    def close(self) -> None:
-        self._selector.close()
 
 
 def cpu_seconds(pid: int) -> float:

@@ -20,6 +20,8 @@ from contextlib import asynccontextmanager, suppress
 
 import trio
 
+from child_output import LineCollector
+
 LISTENING = re.compile(rb"listening on 127\.0\.0\.1:(\d+)")
 
 _LIMITED = (
@@ -47,37 +49,33 @@ class ServerProcess:
 
     def __init__(self, process: trio.Process) -> None:
         self.process = process
-        self.lines: list[bytes] = []
+        self.output = LineCollector()
         self.port = 0
-        self._changed = trio.lowlevel.ParkingLot()
 
     @property
     def pid(self) -> int:
         return self.process.pid
 
+    @property
+    def lines(self) -> list[bytes]:
+        """The child's output lines so far."""
+        return self.output.lines
+
     async def collect(self) -> None:
         """Read the child's output into :attr:`lines` until it closes it."""
         assert self.process.stdout is not None
-        pending = b""
-        async for data in self.process.stdout:
-            pending += data
-            *whole, pending = pending.split(b"\n")
-            self.lines.extend(whole)
-            self._changed.unpark_all()
-        if pending:
-            self.lines.append(pending)
-        self._changed.unpark_all()
+        await self.output.collect(self.process.stdout)
 
     def count(self, pattern: re.Pattern[bytes]) -> int:
         """Output lines so far that match *pattern*."""
-        return sum(1 for line in self.lines if pattern.search(line))
+        return self.output.count(pattern)
 
-    async def wait_for_lines(self, pattern: re.Pattern[bytes], count: int = 1) -> None:
-        """Return once *count* output lines match *pattern*."""
-        while self.count(pattern) < count:
-            if self.process.returncode is not None:
-                raise RuntimeError(f"the server exited with {self.process.returncode}")
-            await self._changed.park()
+    async def wait_for_lines(self, pattern: re.Pattern[bytes], count: int = 1) -> re.Match[bytes]:
+        """Return once *count* output lines match *pattern* (the last one's match)."""
+        found = await self.output.wait_for(pattern, count)
+        if found is None:
+            raise RuntimeError(f"the server exited with {self.process.poll()}")
+        return found
 
     def cpu_seconds(self) -> float:
         """User plus system CPU time of every thread of the child."""
@@ -124,9 +122,8 @@ async def running_server(
         async with trio.open_nursery() as nursery:
             nursery.start_soon(server.collect)
             with trio.fail_after(10):
-                await server.wait_for_lines(LISTENING)
-            found = next(m for line in server.lines if (m := LISTENING.search(line)))
-            server.port = int(found.group(1))
+                listening = await server.wait_for_lines(LISTENING)
+            server.port = int(listening.group(1))
             try:
                 yield server
             finally:

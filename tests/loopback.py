@@ -1,8 +1,9 @@
-"""Helpers for tests over real loopback sockets: servers, clients and CLI processes.
+"""Helpers for tests over real loopback sockets: configurations, clients and CLI processes.
 
 Everything here talks to 127.0.0.1 on ports the kernel picks (port 0), with
-either driver behind one interface, so a test is written once and run
-against both. Waits are for conditions (an event recorded, a line printed)
+either driver behind one interface (servers run by
+:func:`trio_echo.testing.serve`), so a test is written once and run against
+both. Waits are for conditions (an event recorded, a line printed)
 under the caller's ``trio.fail_after`` or an explicit timeout; nothing here
 sleeps to make something happen.
 """
@@ -11,139 +12,35 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import queue
 import re
 import socket
 import subprocess
 import sys
-import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
-from typing import IO, Any
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import attrs
 import trio
 
+from child_output import LineReader
 from trio_echo import (
     Address,
-    BlockingServer,
     ClientConfig,
     ServerConfig,
-    ServerStats,
     SessionResult,
-    TrioServer,
     blocking_driver,
     trio_driver,
 )
-from trio_echo.connection_log import ConnectionEvent, ConnectionFailed, Disconnected
 from trio_echo.session import Report, silent
 
 HOST = "127.0.0.1"
 DRIVERS = ("trio", "blocking")
 """Every driver test runs against both servers and, where a client is involved, both clients."""
 
-CLEANUP_SECONDS = 10.0
-"""Bound on stopping a server after a test, whatever happened in the test."""
-
-EndEvent = Disconnected | ConnectionFailed
-
-
-class EventLog:
-    """An event sink for either server that a Trio test can wait on.
-
-    Events are appended to :attr:`events` as they come. The blocking server
-    calls the sink from its worker threads, so waiters are woken through the
-    Trio token rather than by touching Trio objects from a foreign thread.
-    Build it inside the test's Trio run.
-    """
-
-    def __init__(self, *, wants_messages: bool = True) -> None:
-        self.events: list[ConnectionEvent] = []
-        self.wants_messages = wants_messages
-        """False asks servers to skip :class:`MessageReceived` (as a quiet log does)."""
-        self._token = trio.lowlevel.current_trio_token()
-        self._changed = trio.lowlevel.ParkingLot()
-
-    def __call__(self, event: ConnectionEvent, /) -> None:
-        self.events.append(event)
-        with contextlib.suppress(trio.RunFinishedError):
-            self._token.run_sync_soon(self._changed.unpark_all)
-
-    async def wait_for(self, predicate: Callable[[list[ConnectionEvent]], bool]) -> None:
-        """Return once *predicate* holds for the events recorded so far."""
-        while not predicate(self.events):
-            await self._changed.park()
-
-    def ended(self) -> list[EndEvent]:
-        """The events that closed a connection, in order."""
-        return [event for event in self.events if isinstance(event, EndEvent)]
-
-    async def wait_ended(self, count: int = 1) -> list[EndEvent]:
-        """Wait until *count* connections have ended; return their final events."""
-        await self.wait_for(lambda _events: len(self.ended()) >= count)
-        return self.ended()
-
-
-@attrs.frozen
-class RunningServer:
-    """A server of either driver, listening on :attr:`address`."""
-
-    driver: str
-    address: Address
-    stats: ServerStats
-    stopped: Callable[[], Awaitable[None]]
-    """Wait until the server stops on its own (``once``): its task returned, or ``wait()`` did."""
-
 
 def server_config(**fields: Any) -> ServerConfig:
     """A server configuration on 127.0.0.1, port 0, with *fields* changed."""
     return ServerConfig(**{"host": HOST, "port": 0, **fields})
-
-
-@contextlib.asynccontextmanager
-async def running_server(
-    driver: str, *, sink: EventLog | None = None, **fields: Any
-) -> AsyncIterator[RunningServer]:
-    """Run a *driver* server configured by *fields* for the duration of the block.
-
-    The Trio server is a task in a nursery, started with ``nursery.start``
-    and cancelled at the end; the blocking server is ``start()``-ed and
-    ``shutdown(0)`` in a worker thread, so its joins never block Trio.
-    """
-    config = server_config(**fields)
-    events = sink if sink is not None else EventLog()
-    if driver == "trio":
-        server = TrioServer(config, sink=events)
-        stopped = trio.Event()
-
-        async def run(*, task_status: trio.TaskStatus[tuple[Address, ...]]) -> None:
-            try:
-                await server.run(task_status=task_status)
-            finally:
-                stopped.set()
-
-        async with trio.open_nursery() as nursery:
-            (address, *_rest) = await nursery.start(run)
-            try:
-                yield RunningServer(driver, address, server.stats, stopped.wait)
-            finally:
-                nursery.cancel_scope.cancel()
-    elif driver == "blocking":
-        blocking = BlockingServer(config, sink=events)
-        (address, *_rest) = blocking.start()
-
-        async def wait() -> None:
-            await trio.to_thread.run_sync(blocking.wait, abandon_on_cancel=True)
-
-        try:
-            yield RunningServer(driver, address, blocking.stats, wait)
-        finally:
-            with trio.CancelScope(shield=True) as cleanup:
-                cleanup.deadline = trio.current_time() + CLEANUP_SECONDS
-                await trio.to_thread.run_sync(
-                    functools.partial(blocking.shutdown, 0), abandon_on_cancel=True
-                )
-    else:
-        raise ValueError(f"unknown driver {driver!r}")
 
 
 def client_config(address: Address, **fields: Any) -> ClientConfig:
@@ -212,46 +109,11 @@ LISTENING = re.compile(
 )
 
 
-class LineReader:
-    """Reads a child's output line by line in a thread, so waits can time out."""
-
-    def __init__(self, stream: IO[str]) -> None:
-        self.lines: list[str] = []
-        self._queue: queue.Queue[str | None] = queue.Queue()
-        self._thread = threading.Thread(target=self._pump, args=(stream,), daemon=True)
-        self._thread.start()
-
-    def _pump(self, stream: IO[str]) -> None:
-        for line in stream:
-            self._queue.put(line.rstrip("\n"))
-        self._queue.put(None)
-
-    def next_line(self, timeout: float = LINE_TIMEOUT) -> str | None:
-        """The next line, or None at end of output; ``queue.Empty`` after *timeout*."""
-        line = self._queue.get(timeout=timeout)
-        if line is not None:
-            self.lines.append(line)
-        return line
-
-    def wait_for(self, predicate: Callable[[str], bool], timeout: float = LINE_TIMEOUT) -> str:
-        """Read lines until one satisfies *predicate*; fail at end of output."""
-        while (line := self.next_line(timeout)) is not None:
-            if predicate(line):
-                return line
-        raise AssertionError(f"output ended without the expected line; got {self.lines!r}")
-
-    def rest(self, timeout: float = LINE_TIMEOUT) -> list[str]:
-        """Every line until end of output, including the ones already read."""
-        while self.next_line(timeout) is not None:
-            pass
-        return self.lines
-
-
 @attrs.define
 class CliProcess:
     """A running ``python -m trio_echo`` with its output read line by line."""
 
-    process: subprocess.Popen[str]
+    process: subprocess.Popen[bytes]
     stdout: LineReader
     stderr: LineReader
 
@@ -278,31 +140,27 @@ class CliServer:
 def cli_process(*args: str) -> Iterator[CliProcess]:
     """Start ``python -m trio_echo *args``; it is killed at the end if still running."""
     process = subprocess.Popen(
-        [*CLI, *args],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        encoding="utf-8",
-        errors="backslashreplace",
+        [*CLI, *args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
+    assert process.stdout is not None and process.stderr is not None
+    readers = [LineReader(pipe, timeout=LINE_TIMEOUT) for pipe in (process.stdout, process.stderr)]
     try:
-        assert process.stdout is not None and process.stderr is not None
-        yield CliProcess(process, LineReader(process.stdout), LineReader(process.stderr))
+        yield CliProcess(process, *readers)
     finally:
         if process.poll() is None:
             process.kill()
         process.wait(LINE_TIMEOUT)
+        for reader in readers:
+            reader.close()
         for pipe in (process.stdout, process.stderr):
-            if pipe is not None:
-                pipe.close()
+            pipe.close()
 
 
 @contextlib.contextmanager
 def cli_server(*args: str) -> Iterator[CliServer]:
     """Start ``trio-echo serve --port 0 *args`` and wait for its listening line."""
     with cli_process("serve", "--port", "0", *args) as cli:
-        line = cli.stdout.next_line()
+        line = cli.stdout.readline()
         match = LISTENING.match(line or "")
         assert match is not None, f"no listening line: {line!r}, stderr {cli.stderr.rest()!r}"
         yield CliServer(cli, int(match["port"]), match["driver"], match["protocol"])

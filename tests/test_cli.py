@@ -8,6 +8,7 @@ server usually serves several checks.
 
 from __future__ import annotations
 
+import re
 import signal
 
 import pytest
@@ -27,6 +28,7 @@ from trio_echo.blocking_driver import run_session
 
 NOTE_BYTES_IN = sum(len(f"{i} - Send Message") for i in range(7))
 NOTE_BYTES_OUT = NOTE_BYTES_IN + 7 * len("Re:")
+DISCONNECTED = re.compile("disconnected")
 
 
 def driver_flags(driver: str) -> list[str]:
@@ -74,7 +76,7 @@ def test_client_holds_the_note_conversation_with_serve(
         assert client.stdout.splitlines() == note_lines()
         assert client.stderr == ""
 
-        server.cli.stderr.wait_for(lambda line: "disconnected" in line)
+        assert server.cli.stderr.wait_for(DISCONNECTED) is not None, server.cli.stderr.lines
         code, stdout, stderr = stop(server, signum)
 
     assert code == 0

@@ -20,13 +20,11 @@ import pytest
 import trio
 from loopback import (
     HOST,
-    EventLog,
     client_config,
     occupied_port,
     refusing_port,
     run_client,
     run_session,
-    running_server,
     server_config,
     split_reply,
 )
@@ -50,6 +48,7 @@ from trio_echo import (
 )
 from trio_echo.codec import SERVER_GREETING, ClientCodec, ReplyReceived, client_codec, reply_for
 from trio_echo.connection_log import ConnectionEvent
+from trio_echo.testing import EventRecorder, serve
 
 TIMEOUT = 30.0
 """Wall-clock bound on every test; generous, as the machine may be busy."""
@@ -120,10 +119,10 @@ async def raw_client(address: Address, protocol: WireProtocol) -> AsyncIterator[
 async def test_seed_session_gives_the_expected_replies(
     server_driver: str, client_driver: str, protocol: WireProtocol
 ) -> None:
-    log = EventLog()
+    log = EventRecorder()
     lines: list[str] = []
     with trio.fail_after(TIMEOUT):
-        async with running_server(server_driver, sink=log, protocol=protocol) as server:
+        async with serve(server_driver, server_config(protocol=protocol), recorder=log) as server:
             config = client_config(server.address, protocol=protocol)
             result = await run_session(client_driver, config, report=lines.append)
             (end,) = await log.wait_ended(1)
@@ -148,9 +147,9 @@ async def test_fifty_clients_at_once_are_all_answered(
     server_driver: str, client_driver: str, protocol: WireProtocol
 ) -> None:
     """Fifty sessions at once, while another client holds its connection open."""
-    log = EventLog()
+    log = EventRecorder()
     with trio.fail_after(TIMEOUT):
-        async with running_server(server_driver, sink=log, protocol=protocol) as server:
+        async with serve(server_driver, server_config(protocol=protocol), recorder=log) as server:
             async with raw_client(server.address, protocol) as held:
                 if protocol is not WireProtocol.GREETING:  # a greeting ends after one line
                     assert await held.exchange(b"before") == answer(protocol, b"before")
@@ -181,9 +180,9 @@ AWKWARD = b"\x00NUL\xff\xfe\xc3\x28{i}\xed\xa0\x80\r\x1b[2J\x00"
 async def test_binary_messages_travel_byte_exact(
     server_driver: str, client_driver: str, protocol: WireProtocol, raw: bytes
 ) -> None:
-    log = EventLog()
+    log = EventRecorder()
     with trio.fail_after(TIMEOUT):
-        async with running_server(server_driver, sink=log, protocol=protocol) as server:
+        async with serve(server_driver, server_config(protocol=protocol), recorder=log) as server:
             config = client_config(
                 server.address, protocol=protocol, message=template(raw), count=2
             )
@@ -207,9 +206,11 @@ async def test_a_long_message_comes_back_in_re_pieces(
     recognises the whole split reply."""
     message = bytes(byte for byte in range(256) if byte != ord("R")) * 40
     assert len(message) > 10_000
-    log = EventLog()
+    log = EventRecorder()
     with trio.fail_after(TIMEOUT):
-        async with running_server(server_driver, sink=log, receive_size=receive_size) as server:
+        async with serve(
+            server_driver, server_config(receive_size=receive_size), recorder=log
+        ) as server:
             config = client_config(server.address, message=template(message), count=2)
             result = await run_session(client_driver, config)
             await log.wait_ended(1)
@@ -229,7 +230,7 @@ async def test_a_long_message_comes_back_in_re_pieces(
 async def test_a_long_message_echoes_back_whole(server_driver: str, client_driver: str) -> None:
     message = bytes(range(256)) * 40
     with trio.fail_after(TIMEOUT):
-        async with running_server(server_driver, protocol=WireProtocol.ECHO) as server:
+        async with serve(server_driver, server_config(protocol=WireProtocol.ECHO)) as server:
             config = client_config(
                 server.address, protocol=WireProtocol.ECHO, message=template(message), count=2
             )
@@ -243,10 +244,10 @@ async def test_a_long_message_echoes_back_whole(server_driver: str, client_drive
 
 async def test_greeting_reports_bytes_after_the_line(server_driver: str) -> None:
     extra = b"bytes nobody asked for \x00\xff"
-    log = EventLog()
+    log = EventRecorder()
     with trio.fail_after(TIMEOUT):
-        async with running_server(
-            server_driver, sink=log, protocol=WireProtocol.GREETING
+        async with serve(
+            server_driver, server_config(protocol=WireProtocol.GREETING), recorder=log
         ) as server:
             stream = await trio.open_tcp_stream(HOST, server.address.port)
             async with stream:
@@ -266,10 +267,10 @@ async def test_greeting_reports_bytes_after_the_line(server_driver: str) -> None
 
 
 async def test_greeting_answers_a_line_cut_short_by_eof(server_driver: str) -> None:
-    log = EventLog()
+    log = EventRecorder()
     with trio.fail_after(TIMEOUT):
-        async with running_server(
-            server_driver, sink=log, protocol=WireProtocol.GREETING
+        async with serve(
+            server_driver, server_config(protocol=WireProtocol.GREETING), recorder=log
         ) as server:
             stream = await trio.open_tcp_stream(HOST, server.address.port)
             async with stream:
@@ -287,9 +288,9 @@ async def test_greeting_answers_a_line_cut_short_by_eof(server_driver: str) -> N
 
 
 async def test_once_serves_one_client_then_stops(server_driver: str, client_driver: str) -> None:
-    log = EventLog()
+    log = EventRecorder()
     with trio.fail_after(TIMEOUT):
-        async with running_server(server_driver, sink=log, once=True) as server:
+        async with serve(server_driver, server_config(once=True), recorder=log) as server:
             config = client_config(server.address)
             first = await run_session(client_driver, config)
             await server.stopped()
@@ -405,10 +406,10 @@ async def test_server_reports_connection_events_in_order(
     server_driver: str, protocol: WireProtocol, wants_messages: bool
 ) -> None:
     """A quiet sink gets no message events (the hot path skips them), and the same counts."""
-    log = EventLog(wants_messages=wants_messages)
+    log = EventRecorder(wants_messages=wants_messages)
     messages = [GREETING_LINE] if protocol is WireProtocol.GREETING else [b"one", b"two \x00\xff"]
     with trio.fail_after(TIMEOUT):
-        async with running_server(server_driver, sink=log, protocol=protocol) as server:
+        async with serve(server_driver, server_config(protocol=protocol), recorder=log) as server:
             async with raw_client(server.address, protocol) as client:
                 replies = [await client.exchange(message) for message in messages]
             (end,) = await log.wait_ended(1)
@@ -441,9 +442,9 @@ async def test_server_reports_connection_events_in_order(
 
 
 async def test_server_stats_add_up_over_sessions(server_driver: str, client_driver: str) -> None:
-    log = EventLog()
+    log = EventRecorder()
     with trio.fail_after(TIMEOUT):
-        async with running_server(server_driver, sink=log) as server:
+        async with serve(server_driver, server_config(), recorder=log) as server:
             config = client_config(server.address, connections=3)
             results = await run_client(client_driver, config)
             await log.wait_ended(3)
@@ -460,9 +461,9 @@ async def test_server_stats_add_up_over_sessions(server_driver: str, client_driv
 async def test_a_reset_connection_leaves_the_others_alone(
     server_driver: str, client_driver: str
 ) -> None:
-    log = EventLog()
+    log = EventRecorder()
     with trio.fail_after(TIMEOUT):
-        async with running_server(server_driver, sink=log) as server:
+        async with serve(server_driver, server_config(), recorder=log) as server:
             async with raw_client(server.address, WireProtocol.REPLY) as steady:
                 assert await steady.exchange(b"before") == b"Re:before"
 

@@ -12,10 +12,16 @@ import socket
 
 import pytest
 import trio
+import trio._highlevel_socket
 import trio.testing
 
 from trio_echo.address import Address
-from trio_echo.trio_driver.fast_stream import YIELD_EVERY, FastSocketListener, FastSocketStream
+from trio_echo.trio_driver.fast_stream import (
+    _IGNORABLE_ACCEPT_ERRNOS,
+    YIELD_EVERY,
+    FastSocketListener,
+    FastSocketStream,
+)
 
 PEER = Address("local", 0)
 
@@ -137,6 +143,11 @@ async def test_listener_accepts_fast_streams_with_peer_address() -> None:
                     assert accepted.peer == Address(*client.socket.getsockname()[:2])
                     await client.send_all(b"hello")
                     assert await accepted.receive_some() == b"hello"
+
+
+def test_listener_skips_the_same_accept_errors_as_trios_own() -> None:
+    """Trio keeps its list private, so ours is a copy: this fails the day they part."""
+    assert trio._highlevel_socket._ignorable_accept_errnos == _IGNORABLE_ACCEPT_ERRNOS
 
 
 async def test_receives_take_turns_when_data_is_always_waiting() -> None:

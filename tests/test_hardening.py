@@ -30,7 +30,13 @@ from typing import Any
 
 import pytest
 import trio
-from hardening_helpers import DRIVERS, Served, half_close_round_trip, peer_of, serving
+from hardening_helpers import (
+    DRIVERS,
+    connect_to,
+    half_close_round_trip,
+    logging_recorder,
+    peer_of,
+)
 
 from reliability.clients import HOST, exchange, flood, read_to_eof, reset
 from reliability.procs import running_server
@@ -38,6 +44,7 @@ from trio_echo import Address, ConnectionFailed, Disconnected, ServerConfig, Wir
 from trio_echo.codec import SERVER_GREETING, EchoServer, ReplyMatcher, ServerEvent
 from trio_echo.connection_log import BytesDiscarded, Connected, MessageReceived
 from trio_echo.faults import ACCEPT_LOG_INTERVAL, ACCEPT_RETRY_SECONDS, AcceptFailureLog
+from trio_echo.testing import Serving, serve
 
 BOUND = 10.0
 """Wall-clock limit on one test; each takes well under a second when healthy."""
@@ -55,9 +62,9 @@ def echo_config(**limits: Any) -> ServerConfig:
     return ServerConfig(port=0, protocol=WireProtocol.ECHO, **limits)
 
 
-async def assert_still_serving(served: Served) -> None:
+async def assert_still_serving(served: Serving) -> None:
     """A client that arrives now holds a normal conversation."""
-    client = await served.connect()
+    client = await connect_to(served)
     async with client:
         assert await exchange(client, b"still here") == b"still here"
 
@@ -67,10 +74,10 @@ async def assert_still_serving(served: Served) -> None:
 
 async def test_reset_mid_stream_ends_that_connection_only(driver: str) -> None:
     with trio.fail_after(BOUND):
-        async with serving(driver, echo_config()) as served:
-            bystander = await served.connect()
+        async with serve(driver, echo_config(), recorder=logging_recorder()) as served:
+            bystander = await connect_to(served)
             assert await exchange(bystander, b"before") == b"before"
-            victim = await served.connect()
+            victim = await connect_to(served)
             victim_peer = peer_of(victim)
             assert await exchange(victim, b"x" * 1000) == b"x" * 1000
             await victim.send_all(b"y" * 100_000)
@@ -87,7 +94,7 @@ async def test_reset_mid_stream_ends_that_connection_only(driver: str) -> None:
 async def test_broken_pipe_while_replying(driver: str) -> None:
     """A client floods the server, reads nothing and leaves while replies are still owed."""
     with trio.fail_after(BOUND):
-        async with serving(driver, echo_config()) as served:
+        async with serve(driver, echo_config(), recorder=logging_recorder()) as served:
             sock = trio.socket.socket()
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
             await sock.connect((served.address.host, served.address.port))
@@ -114,8 +121,10 @@ async def test_half_close_gets_every_byte_then_eof(driver: str, protocol: WirePr
     if protocol is WireProtocol.GREETING:
         payload = payload[:1000]  # one line, ended by end of input instead of a newline
     with trio.fail_after(BOUND):
-        async with serving(driver, ServerConfig(port=0, protocol=protocol)) as served:
-            client = await served.connect()
+        async with serve(
+            driver, ServerConfig(port=0, protocol=protocol), recorder=logging_recorder()
+        ) as served:
+            client = await connect_to(served)
             received = await half_close_round_trip(client, payload)
             ended = await served.recorder.end_of(peer_of(client))
             await client.aclose()
@@ -140,8 +149,8 @@ async def test_greeting_with_unread_input_still_arrives(driver: str) -> None:
     junk = b"j" * (4 * 2**20)
     config = ServerConfig(port=0, protocol=WireProtocol.GREETING)
     with trio.fail_after(BOUND):
-        async with serving(driver, config) as served:
-            client = await served.connect()
+        async with serve(driver, config, recorder=logging_recorder()) as served:
+            client = await connect_to(served)
             await client.send_all(b"hello\n" + junk)
             assert await read_to_eof(client) == SERVER_GREETING
             peer = peer_of(client)
@@ -177,10 +186,12 @@ async def test_a_bug_in_one_handler_ends_that_connection_only(
     driver: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     with trio.fail_after(BOUND):
-        async with serving(driver, echo_config(), codec_factory=BuggyEcho) as served:
-            bystander = await served.connect()
+        async with serve(
+            driver, echo_config(), recorder=logging_recorder(), codec_factory=BuggyEcho
+        ) as served:
+            bystander = await connect_to(served)
             assert await exchange(bystander, b"before") == b"before"
-            victim = await served.connect()
+            victim = await connect_to(served)
             await victim.send_all(b"boom")
             assert await read_to_eof(victim) == b""
             ended = await served.recorder.end_of(peer_of(victim))
@@ -198,11 +209,13 @@ async def test_a_bug_in_one_handler_ends_that_connection_only(
 
 async def test_a_client_over_the_cap_waits_for_a_free_slot(driver: str) -> None:
     with trio.fail_after(BOUND):
-        async with serving(driver, echo_config(max_connections=2)) as served:
-            first, second = await served.connect(), await served.connect()
+        async with serve(
+            driver, echo_config(max_connections=2), recorder=logging_recorder()
+        ) as served:
+            first, second = await connect_to(served), await connect_to(served)
             for client in (first, second):
                 assert await exchange(client, b"in") == b"in"
-            third = await served.connect()
+            third = await connect_to(served)
             await third.send_all(b"waiting")
             with trio.move_on_after(0.3) as looked:
                 await third.receive_some(100)
@@ -221,8 +234,10 @@ async def test_a_client_over_the_cap_waits_for_a_free_slot(driver: str) -> None:
 async def test_idle_client_is_closed_and_activity_keeps_it_open(driver: str) -> None:
     idle = 0.3
     with trio.fail_after(BOUND):
-        async with serving(driver, echo_config(idle_timeout=idle)) as served:
-            client = await served.connect()
+        async with serve(
+            driver, echo_config(idle_timeout=idle), recorder=logging_recorder()
+        ) as served:
+            client = await connect_to(served)
             started = trio.current_time()
             # Round trips for twice the idle timeout: each receive restarts the timer.
             while trio.current_time() - started < 2 * idle:
@@ -249,14 +264,14 @@ async def test_a_flooding_client_does_not_hold_up_the_others(driver: str) -> Non
                 echoed += len(data)
 
     with trio.fail_after(BOUND):
-        async with serving(driver, echo_config()) as served:
-            flooder = await served.connect()
+        async with serve(driver, echo_config(), recorder=logging_recorder()) as served:
+            flooder = await connect_to(served)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(flood, flooder)
                 nursery.start_soon(read_the_flood, flooder)
                 while echoed < 1 << 20:
                     await trio.sleep(0)
-                client = await served.connect()
+                client = await connect_to(served)
                 before = echoed
                 for i in range(50):
                     assert await exchange(client, b"turn %d" % i) == b"turn %d" % i
@@ -270,8 +285,8 @@ async def test_a_flooding_client_does_not_hold_up_the_others(driver: str) -> Non
 async def test_client_that_stops_reading_is_dropped_with_bounded_buffering(driver: str) -> None:
     config = echo_config(send_timeout=0.3)
     with trio.fail_after(BOUND):
-        async with serving(driver, config) as served:
-            client = await served.connect(receive_buffer=4096)
+        async with serve(driver, config, recorder=logging_recorder()) as served:
+            client = await connect_to(served, receive_buffer=4096)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(flood, client)
                 ended = await served.recorder.end_of(peer_of(client))
@@ -288,15 +303,15 @@ async def test_over_long_greeting_line_ends_that_connection(
 ) -> None:
     config = ServerConfig(port=0, protocol=WireProtocol.GREETING, max_line=1000)
     with trio.fail_after(BOUND):
-        async with serving(driver, config) as served:
-            client = await served.connect()
+        async with serve(driver, config, recorder=logging_recorder()) as served:
+            client = await connect_to(served)
             await client.send_all(b"A" * 5000)
             # Closed with our bytes unread: a reset is as good as an end of input.
             with suppress(trio.BrokenResourceError):
                 assert await read_to_eof(client) == b""
             ended = await served.recorder.end_of(peer_of(client))
             await client.aclose()
-            greeter = await served.connect()
+            greeter = await connect_to(served)
             await greeter.send_all(b"hi\n")
             assert await read_to_eof(greeter) == SERVER_GREETING
             await greeter.aclose()
@@ -327,9 +342,11 @@ async def test_garbage_is_echoed_exactly_and_logged_escaped(
 ) -> None:
     caplog.set_level(logging.INFO, logger="trio_echo")
     with trio.fail_after(BOUND):
-        async with serving(driver, ServerConfig(port=0, protocol=protocol)) as served:
+        async with serve(
+            driver, ServerConfig(port=0, protocol=protocol), recorder=logging_recorder()
+        ) as served:
             for payload in GARBAGE.values():
-                client = await served.connect()
+                client = await connect_to(served)
                 received = await half_close_round_trip(client, payload)
                 peer = peer_of(client)
                 await client.aclose()
@@ -452,11 +469,11 @@ async def test_a_thousand_concurrent_clients_without_an_error(driver: str) -> No
     arrived = 0
     everyone_in = trio.Event()
 
-    async def client(served: Served, index: int) -> None:
+    async def client(served: Serving, index: int) -> None:
         nonlocal arrived
         message = f"{index} - Send Message".encode()
         try:
-            stream = await served.connect()
+            stream = await connect_to(served)
             async with stream:
                 assert await exchange(stream, message) == message
                 arrived += 1
@@ -469,10 +486,10 @@ async def test_a_thousand_concurrent_clients_without_an_error(driver: str) -> No
             everyone_in.set()
 
     with trio.fail_after(3 * BOUND):
-        async with serving(driver, echo_config()) as served:
+        async with serve(driver, echo_config(), recorder=logging_recorder()) as served:
             async with trio.open_nursery() as nursery:
                 for index in range(CROWD):
                     nursery.start_soon(client, served, index)
-            await served.recorder.wait_for(lambda _events: len(served.recorder.ends()) == CROWD)
+            await served.recorder.wait_for(lambda _events: len(served.recorder.ended()) == CROWD)
     assert errors == []
-    assert all(isinstance(e, Disconnected) for e in served.recorder.ends())
+    assert all(isinstance(e, Disconnected) for e in served.recorder.ended())

@@ -20,15 +20,16 @@ import pytest
 import trio
 from loopback import (
     HOST,
-    EventLog,
     client_config,
     run_session,
-    running_server,
+    server_config,
     split_reply,
 )
 
+from child_output import LineCollector
 from trio_echo import Address, Exchange, WireProtocol, WrongReply
 from trio_echo.codec import SERVER_GREETING
+from trio_echo.testing import EventRecorder, serve
 
 TIMEOUT = 30.0
 
@@ -78,9 +79,11 @@ async def talk(command: list[str], data: bytes) -> bytes:
 async def test_echo_server_returns_every_byte_to_a_third_party_client(
     server_driver: str, tool: Tool
 ) -> None:
-    log = EventLog()
+    log = EventRecorder()
     with trio.fail_after(TIMEOUT):
-        async with running_server(server_driver, sink=log, protocol=WireProtocol.ECHO) as server:
+        async with serve(
+            server_driver, server_config(protocol=WireProtocol.ECHO), recorder=log
+        ) as server:
             output = await talk(tool(server.address.port), EVERY_BYTE)
             (end,) = await log.wait_ended(1)
     assert output == EVERY_BYTE
@@ -92,7 +95,7 @@ async def test_reply_server_answers_a_third_party_client_in_re_pieces(
     server_driver: str, tool: Tool
 ) -> None:
     with trio.fail_after(TIMEOUT):
-        async with running_server(server_driver, protocol=WireProtocol.REPLY) as server:
+        async with serve(server_driver, server_config(protocol=WireProtocol.REPLY)) as server:
             output = await talk(tool(server.address.port), NO_R)
     pieces = split_reply(output)
     assert b"".join(pieces) == NO_R
@@ -107,7 +110,7 @@ async def test_greeting_server_greets_a_third_party_client(
     server_driver: str, tool: Tool, line: bytes
 ) -> None:
     with trio.fail_after(TIMEOUT):
-        async with running_server(server_driver, protocol=WireProtocol.GREETING) as server:
+        async with serve(server_driver, server_config(protocol=WireProtocol.GREETING)) as server:
             output = await talk(tool(server.address.port), line)
     assert output == b"Hello From Server\n"
 
@@ -145,19 +148,12 @@ async def socat_server(program: str) -> AsyncIterator[Address]:
             )
         )
         assert process.stderr is not None
-        log = b""
-        while (match := SOCAT_LISTENING.search(log)) is None:
-            chunk = await process.stderr.receive_some(4096)
-            assert chunk, f"socat ended without listening: {log!r}"
-            log += chunk
-        nursery.start_soon(_drain, process.stderr)
-        yield Address(HOST, int(match[1]))
+        log = LineCollector()
+        nursery.start_soon(log.collect, process.stderr)
+        listening = await log.wait_for(SOCAT_LISTENING)
+        assert listening is not None, f"socat ended without listening: {log.lines!r}"
+        yield Address(HOST, int(listening[1]))
         nursery.cancel_scope.cancel()
-
-
-async def _drain(stream: trio.abc.ReceiveStream) -> None:
-    while await stream.receive_some(4096):
-        pass
 
 
 @needs_socat

@@ -4,14 +4,8 @@ from __future__ import annotations
 
 import json
 
-from trio_echo import Address, ServerStats
-from trio_echo.connection_log import (
-    Connected,
-    ConnectionEvent,
-    Disconnected,
-    MessageReceived,
-)
-from trio_echo.testing import EventRecorder, Transcript
+from trio_echo import Address
+from trio_echo.testing import Transcript
 from trio_echo.testing.transcript import show_bytes, show_time
 
 PEER = Address("127.0.0.1", 40000)
@@ -63,17 +57,3 @@ def test_timestamps_to_the_microsecond_and_bytes_escaped_or_summarised() -> None
     assert show_time(0.1 + 0.2) == "0.300000"
     assert show_bytes(b"Re:\x00\xff") == '"Re:\\x00\\xff"'
     assert show_bytes(bytes(1000)).startswith("1000 bytes, sha256 ")
-
-
-def test_the_recorder_asks_for_every_message_and_keeps_events_in_order() -> None:
-    recorder = EventRecorder()
-    events: list[ConnectionEvent] = [
-        Connected(1, PEER, 0.0),
-        MessageReceived(1, PEER, 0.5, b"hi"),
-        Disconnected(1, PEER, 1.0, "closed by peer", 2, 5),
-    ]
-    for event in events:
-        recorder(event)
-    assert recorder.wants_messages
-    assert recorder.events == events
-    assert ServerStats().connections == 0

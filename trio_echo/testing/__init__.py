@@ -6,6 +6,9 @@
   and ``run_session(config, network=net)`` run on it unchanged.
 * :func:`virtual_runtime` runs the blocking driver on the same network, its
   threads in lockstep with Trio, so its timeouts and clock are virtual too.
+* :func:`serve` runs either driver's server for an ``async with`` block, on
+  real sockets or a simulated network; its :class:`EventRecorder` sink keeps
+  what the server reported and lets a test wait for it.
 * The scenario table (:data:`SCENARIOS`) runs against both drivers and
   compares their :class:`Transcript` objects; :func:`check` does one row,
   ``python -m trio_echo.testing`` lists, replays and sweeps them.
@@ -21,7 +24,6 @@ from .baton import VirtualThreadExit
 from .clock import run_virtual, virtual_clock
 from .faults import NO_FAULTS, Faults
 from .harness import (
-    Driver,
     Scenario,
     ScenarioContext,
     ScenarioFailed,
@@ -31,10 +33,12 @@ from .harness import (
     run_scenario,
 )
 from .network import DEFAULT_BUFFER_SIZE, DEFAULT_LATENCY, SimulatedListener, SimulatedNetwork
+from .recorder import EndEvent, EventRecorder
 from .runtime import VirtualRuntime, virtual_runtime
 from .scenarios import SCENARIOS, by_name
+from .serving import Driver, Serving, serve
 from .stream import SimulatedStream
-from .transcript import EventRecorder, Transcript
+from .transcript import Transcript
 
 __all__ = [
     "DEFAULT_BUFFER_SIZE",
@@ -42,11 +46,13 @@ __all__ = [
     "NO_FAULTS",
     "SCENARIOS",
     "Driver",
+    "EndEvent",
     "EventRecorder",
     "Faults",
     "Scenario",
     "ScenarioContext",
     "ScenarioFailed",
+    "Serving",
     "SimulatedListener",
     "SimulatedNetwork",
     "SimulatedStream",
@@ -59,6 +65,7 @@ __all__ = [
     "replay_command",
     "run_scenario",
     "run_virtual",
+    "serve",
     "virtual_clock",
     "virtual_runtime",
 ]

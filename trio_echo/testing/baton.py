@@ -39,6 +39,7 @@ from typing import Generic, TypeVar, cast
 
 import attrs
 import trio
+from outcome import Error, Outcome, Value, capture
 
 __all__ = [
     "VirtualThread",
@@ -94,20 +95,6 @@ def wake(lot: trio.lowlevel.ParkingLot) -> None:
 
 
 @attrs.frozen
-class Outcome(Generic[T]):
-    """A value or the exception that took its place."""
-
-    value: T | None = None
-    error: BaseException | None = None
-
-    def unwrap(self) -> T:
-        """The value, or raise the error."""
-        if self.error is not None:
-            raise self.error
-        return cast(T, self.value)
-
-
-@attrs.frozen
 class _Request:
     """Run this inside Trio, waiting as long as it takes."""
 
@@ -138,11 +125,7 @@ class VirtualThread(Generic[T]):
     def _main(self) -> None:
         _local.thread = self
         self._to_thread.get()
-        try:
-            outcome: Outcome[object] = Outcome(value=self._target())
-        except BaseException as exc:
-            outcome = Outcome(error=exc)
-        self._to_trio.put(_Finished(outcome))
+        self._to_trio.put(_Finished(capture(self._target)))
 
     def call(self, operation: Callable[[], Awaitable[R]]) -> R:
         """From this thread: await *operation* inside Trio and return its result.
@@ -173,7 +156,7 @@ class VirtualThread(Generic[T]):
         # A bare thread: threading.Thread.start() would wait for it to start,
         # one more thread switch; the first hand-over waits for it anyway.
         _thread.start_new_thread(self._main, ())
-        message = self._hand_over(Outcome())
+        message = self._hand_over(Value(None))
         try:
             while True:
                 self._flush()
@@ -205,7 +188,7 @@ class VirtualThread(Generic[T]):
     def _unwind(self, message: _Request | _Finished) -> _Finished:
         """Make the thread leave: every blocking call it still makes raises VirtualThreadExit."""
         while isinstance(message, _Request):
-            message = self._hand_over(Outcome(error=VirtualThreadExit(self.name)))
+            message = self._hand_over(Error(VirtualThreadExit(self.name)))
             with contextlib.suppress(Exception):
                 self._flush()
         return message
@@ -217,8 +200,8 @@ async def _carry_out(request: _Request) -> Outcome[object]:
     Cancellation of the driving task is not an outcome: it propagates.
     """
     try:
-        return Outcome(value=await request.operation())
+        return Value(await request.operation())
     except trio.Cancelled:
         raise
     except BaseException as exc:
-        return Outcome(error=exc)
+        return Error(exc)

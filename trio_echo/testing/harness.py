@@ -13,29 +13,25 @@ scenario's own expectations do not hold.
 from __future__ import annotations
 
 import collections
-import contextlib
-import enum
 import math
 import shlex
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import attrs
 import trio
 
-from ..address import Address
-from ..blocking_driver import BlockingServer
 from ..blocking_driver import run_session as run_blocking_session
 from ..config import ClientConfig, ServerConfig
-from ..connection_log import EventSink, ServerStats
 from ..session import SessionResult
-from ..trio_driver import TrioServer, run_session
+from ..trio_driver import run_session
 from .clock import run_virtual
 from .faults import NO_FAULTS, Faults
 from .network import DEFAULT_LATENCY, SimulatedNetwork
-from .runtime import VirtualRuntime, virtual_runtime
+from .recorder import EventRecorder
+from .serving import Driver, Serving, serve
 from .stream import SimulatedStream
-from .transcript import EventRecorder, Transcript, build_transcript, show_time
+from .transcript import Transcript, build_transcript, show_time
 
 __all__ = [
     "Driver",
@@ -49,117 +45,16 @@ __all__ = [
 ]
 
 
-class Driver(enum.Enum):
-    """Which implementation serves, and which one's client talks to it."""
-
-    TRIO = "trio"
-    BLOCKING = "blocking"
-
-
-class ServerSide(Protocol):
-    """What a scenario needs from the driver under test."""
-
-    address: Address
-    stats: ServerStats
-
-    async def session(self, config: ClientConfig, label: str) -> SessionResult:
-        """Hold one client session of this driver, as client *label*."""
-        ...
-
-    async def shutdown(self, grace: float | None) -> None:
-        """Shut the server down and wait until it has stopped."""
-        ...
-
-
-class _TrioSide:
-    """The Trio server, its client, and the network they share."""
-
-    def __init__(self, server: TrioServer, network: SimulatedNetwork, stopped: trio.Event) -> None:
-        self.address = server.addresses[0]
-        self.stats = server.stats
-        self._server = server
-        self._network = network
-        self._stopped = stopped
-
-    async def session(self, config: ClientConfig, label: str) -> SessionResult:
-        return await run_session(config, network=self._network.client(label))
-
-    async def shutdown(self, grace: float | None) -> None:
-        if not self._stopped.is_set():
-            self._server.shutdown(grace)
-        await self._stopped.wait()
-
-
-class _BlockingSide:
-    """The blocking server and client, in virtual threads on the same kind of network."""
-
-    def __init__(self, server: BlockingServer, runtime: VirtualRuntime) -> None:
-        self.address = server.addresses[0]
-        self.stats = server.stats
-        self._server = server
-        self._runtime = runtime
-        self._stopping: trio.Event | None = None
-
-    async def session(self, config: ClientConfig, label: str) -> SessionResult:
-        runtime = self._runtime.client(label)
-        return await self._runtime.run_in_thread(
-            lambda: run_blocking_session(config, runtime=runtime), name=f"client {label}"
-        )
-
-    async def shutdown(self, grace: float | None) -> None:
-        if self._stopping is not None:
-            await self._stopping.wait()
-            return
-        self._stopping = trio.Event()
-        server = self._server
-        await self._runtime.run_in_thread(lambda: server.shutdown(grace), name="shutdown")
-        self._stopping.set()
-
-
-@contextlib.asynccontextmanager
-async def serve(
-    driver: Driver, config: ServerConfig, network: SimulatedNetwork, sink: EventSink
-) -> AsyncIterator[ServerSide]:
-    """Run *driver*'s server on *network* for the block, then shut it down.
-
-    The final shutdown waits for every connection to end by itself (its
-    client closing, or a timeout): a scenario's transcript shows how each
-    conversation ends, not when the harness happened to stop.
-    """
-    context = _serve_trio if driver is Driver.TRIO else _serve_blocking
-    async with context(config, network, sink) as side:
-        yield side
-        await side.shutdown(math.inf)
-
-
-@contextlib.asynccontextmanager
-async def _serve_trio(
-    config: ServerConfig, network: SimulatedNetwork, sink: EventSink
-) -> AsyncIterator[ServerSide]:
-    server = TrioServer(config, network=network, sink=sink)
-    stopped = trio.Event()
-
-    async def run(
-        task_status: trio.TaskStatus[tuple[Address, ...]] = trio.TASK_STATUS_IGNORED,
-    ) -> None:
-        try:
-            await server.run(task_status=task_status)
-        finally:
-            stopped.set()
-
-    async with trio.open_nursery() as nursery:
-        await nursery.start(run)
-        yield _TrioSide(server, network, stopped)
-
-
-@contextlib.asynccontextmanager
-async def _serve_blocking(
-    config: ServerConfig, network: SimulatedNetwork, sink: EventSink
-) -> AsyncIterator[ServerSide]:
-    async with virtual_runtime(network) as runtime:
-        server = BlockingServer(config, runtime=runtime, sink=sink)
-        server.start()
-        yield _BlockingSide(server, runtime)
+async def _client_session(serving: Serving, config: ClientConfig, label: str) -> SessionResult:
+    """One session of the serving driver's own client, as client *label* on its network."""
+    network, runtime = serving.network, serving.runtime
+    assert network is not None, "scenarios run on a simulated network"
+    if runtime is None:
+        return await run_session(config, network=network.client(label))
+    client = runtime.client(label)
+    return await runtime.run_in_thread(
+        lambda: run_blocking_session(config, runtime=client), name=f"client {label}"
+    )
 
 
 class ScenarioContext:
@@ -169,15 +64,13 @@ class ScenarioContext:
     from the scenario's start.
     """
 
-    def __init__(
-        self, driver: Driver, side: ServerSide, network: SimulatedNetwork, nursery: trio.Nursery
-    ) -> None:
-        self.driver = driver
+    def __init__(self, serving: Serving, network: SimulatedNetwork, nursery: trio.Nursery) -> None:
+        self.driver = serving.driver
         self.network = network
-        self.address = side.address
+        self.address = serving.address
         self.sessions: dict[str, SessionResult] = {}
         self.notes: dict[str, list[str]] = collections.defaultdict(list)
-        self._side = side
+        self._serving = serving
         self._nursery = nursery
         self._start = trio.current_time()
 
@@ -196,7 +89,7 @@ class ScenarioContext:
 
     async def session(self, label: str, **changes: Any) -> SessionResult:
         """Hold one session of the driver's own client as *label*; keep its result."""
-        result = await self._side.session(self.client_config(**changes), label)
+        result = await _client_session(self._serving, self.client_config(**changes), label)
         self.sessions[label] = result
         return result
 
@@ -224,7 +117,7 @@ class ScenarioContext:
 
     async def shutdown(self, grace: float | None = None) -> None:
         """Shut the server down (grace as configured if None); wait until it stopped."""
-        await self._side.shutdown(grace)
+        await self._serving.shutdown(grace)
 
 
 Script = Callable[[ScenarioContext], Awaitable[None]]
@@ -265,10 +158,12 @@ async def play(scenario: Scenario, driver: Driver, seed: int = 0) -> Transcript:
     start = trio.current_time()
     with trio.fail_after(scenario.time_limit):
         async with (
-            serve(driver, scenario.server, network, recorder) as side,
+            serve(
+                driver, scenario.server, network=network, recorder=recorder, final_grace=math.inf
+            ) as serving,
             trio.open_nursery() as nursery,
         ):
-            context = ScenarioContext(driver, side, network, nursery)
+            context = ScenarioContext(serving, network, nursery)
             await scenario.script(context)
     return build_transcript(
         scenario=scenario.name,
@@ -278,7 +173,7 @@ async def play(scenario: Scenario, driver: Driver, seed: int = 0) -> Transcript:
         events=recorder.events,
         sessions=context.sessions,
         notes=context.notes,
-        stats=side.stats,
+        stats=serving.stats,
         start=start,
     )
 

@@ -27,6 +27,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import TypeVar
 
 import trio
+from outcome import Error
 
 from ..address import Address
 from ..blocking_driver.runtime import Listener, ListenerClosed, Semaphore, Stream, Worker
@@ -150,9 +151,9 @@ class VirtualRuntime:
         return thread.call(operation)
 
     async def _run_worker(self, thread: VirtualThread[None]) -> None:
-        outcome = await thread.run()
-        if outcome.error is not None and not isinstance(outcome.error, VirtualThreadExit):
-            raise outcome.error
+        result = await thread.run()
+        if isinstance(result, Error) and not isinstance(result.error, VirtualThreadExit):
+            raise result.error
 
 
 class VirtualWorker:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
-import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -28,7 +27,7 @@ from ..escape import escape
 from ..session import SessionResult
 from .network import SimulatedNetwork
 
-__all__ = ["EventRecorder", "Transcript", "build_transcript", "show_bytes", "show_time"]
+__all__ = ["Transcript", "build_transcript", "show_bytes", "show_time"]
 
 INLINE_BYTES = 512
 """Longer byte strings appear in a transcript as their length and SHA-256."""
@@ -46,21 +45,6 @@ def show_bytes(data: bytes) -> str:
     if len(data) <= INLINE_BYTES:
         return escape(data, limit=None)
     return f"{len(data)} bytes, sha256 {hashlib.sha256(data).hexdigest()}"
-
-
-class EventRecorder:
-    """An event sink that keeps every event, for both drivers (thread-safe)."""
-
-    wants_messages = True
-    """Ask the server for every :class:`~trio_echo.connection_log.MessageReceived`."""
-
-    def __init__(self) -> None:
-        self.events: list[ConnectionEvent] = []
-        self._lock = threading.Lock()
-
-    def __call__(self, event: ConnectionEvent, /) -> None:
-        with self._lock:
-            self.events.append(event)
 
 
 def _event_json(event: ConnectionEvent, start: float) -> Json:

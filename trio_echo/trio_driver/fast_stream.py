@@ -44,18 +44,28 @@ DEFAULT_RECEIVE_SIZE = 65536
 
 _Wait = Callable[[socket.socket], Awaitable[None]]
 
-_IGNORABLE_ACCEPT_ERRNOS = {
-    errno.ECONNABORTED,
-    errno.EPROTO,
-    errno.EPERM,
-    errno.ENETDOWN,
-    errno.ENOPROTOOPT,
-    errno.EHOSTDOWN,
-    errno.EHOSTUNREACH,
-    errno.ENETUNREACH,
-    errno.ETIMEDOUT,
-    errno.ECONNRESET,
+_IGNORABLE_ACCEPT_ERRNOS: set[int] = {
+    getattr(errno, name)
+    for name in (
+        "EPERM",
+        "ECONNABORTED",
+        "EPROTO",
+        "ENETDOWN",
+        "ENOPROTOOPT",
+        "EHOSTDOWN",
+        "ENONET",
+        "EHOSTUNREACH",
+        "EOPNOTSUPP",
+        "ENETUNREACH",
+        "ENOSR",
+        "ESOCKTNOSUPPORT",
+        "EPROTONOSUPPORT",
+        "ETIMEDOUT",
+        "ECONNRESET",
+    )
+    if hasattr(errno, name)  # not every platform defines them all
 }
+"""The accept() errors Trio's own listener skips: a connection that died before it was taken."""
 
 
 class FastSocketStream(trio.abc.HalfCloseableStream):
