@@ -25,6 +25,8 @@ from typing import Protocol
 
 from ..address import UNKNOWN, Address
 from ..os_errors import from_os_error
+from ..transport import sockets
+from ..transport.spec import ListenSpec, Transport
 
 
 class ListenerClosed(Exception):
@@ -91,9 +93,25 @@ class Worker(Protocol):
 class Runtime(Protocol):
     """Sockets, threads and time for the blocking driver."""
 
-    def listen(self, host: str, port: int, *, backlog: int) -> list[Listener]: ...
+    def listen(self, host: str, port: int, *, backlog: int) -> list[Listener]:
+        """Listen on TCP on every address *host* resolves to."""
+        ...
 
-    def connect(self, host: str, port: int, timeout: float | None) -> Stream: ...
+    def listen_unix(self, path: str, *, backlog: int) -> Listener:
+        """Listen on the unix socket *path* (a stale file is replaced, a live one is not)."""
+        ...
+
+    def open_datagram_sockets(self, host: str, port: int) -> list[socket.socket]:
+        """Bound UDP sockets on every address *host* resolves to."""
+        ...
+
+    def connect(self, host: str, port: int, timeout: float | None) -> Stream:
+        """A TCP stream to *host*:*port*; TimeoutError when not made within *timeout*."""
+        ...
+
+    def connect_unix(self, path: str, timeout: float | None) -> Stream:
+        """A stream to the unix socket *path*."""
+        ...
 
     def start_thread(self, target: Callable[[], None], name: str) -> Worker: ...
 
@@ -123,7 +141,8 @@ class SocketStream:
     """
 
     def __init__(self, sock: socket.socket) -> None:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if sock.family != socket.AF_UNIX:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._sock = sock
         self._receive_timeout: float | _Unset | None = _UNSET
         self._send_timeout: float | _Unset | None = _UNSET
@@ -189,7 +208,12 @@ class SocketListener:
     def __init__(self, sock: socket.socket) -> None:
         sock.setblocking(False)
         self._sock = sock
-        self.address = Address.from_sockaddr(sock.getsockname())
+        self._unix_file: sockets.UnixSocketFile | None = None
+        if sock.family == socket.AF_UNIX:
+            self.address = Address.unix(sockets.unix_path(sock))
+            self._unix_file = sockets.UnixSocketFile.of(sock)
+        else:
+            self.address = Address.from_sockaddr(sock.getsockname())
         self._wake_read, self._wake_write = socket.socketpair()
         self._selector = selectors.DefaultSelector()
         self._selector.register(sock, selectors.EVENT_READ)
@@ -225,6 +249,8 @@ class SocketListener:
                     raise ListenerClosed() from None
                 raise
             conn.setblocking(True)
+            if conn.family == socket.AF_UNIX:
+                return SocketStream(conn), self.address  # unix clients are unnamed
             return SocketStream(conn), _peer(peer)
 
     def close(self) -> None:
@@ -232,6 +258,8 @@ class SocketListener:
             if self._closed:
                 return
             self._closed = True
+            if self._unix_file is not None:
+                self._unix_file.remove()  # before closing: see UnixSocketFile
             self._sock.close()
             if self._accepting:
                 self._wake_write.send(b"\0")  # the accepting thread releases on its way out
@@ -256,38 +284,33 @@ class SocketRuntime:
     """The real world: ``socket``, ``threading`` and ``time``."""
 
     def listen(self, host: str, port: int, *, backlog: int) -> list[Listener]:
-        where = Address(host, port)
-        try:
-            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-        except OSError as exc:
-            raise from_os_error(exc, f"listen on {where}") from None
-        listeners: list[Listener] = []
-        try:
-            for family, kind, proto, _name, sockaddr in _unique(infos):
-                sock = socket.socket(family, kind, proto)
-                try:
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                    if family == socket.AF_INET6:
-                        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-                    sock.bind(sockaddr)
-                    sock.listen(backlog)
-                except OSError:
-                    sock.close()
-                    raise
-                listeners.append(SocketListener(sock))
-                if port == 0:
-                    break
-        except OSError as exc:
-            for listener in listeners:
-                listener.close()
-            raise from_os_error(exc, f"listen on {where}") from None
-        return listeners
+        spec = ListenSpec(transport=Transport.TCP, host=host, port=port)
+        return [SocketListener(sock) for sock in sockets.bind(spec, backlog=backlog)]
+
+    def listen_unix(self, path: str, *, backlog: int) -> Listener:
+        (sock,) = sockets.bind(ListenSpec(transport=Transport.UNIX, path=path), backlog=backlog)
+        return SocketListener(sock)
+
+    def open_datagram_sockets(self, host: str, port: int) -> list[socket.socket]:
+        spec = ListenSpec(transport=Transport.UDP, host=host, port=port)
+        return sockets.bind(spec, backlog=1)
 
     def connect(self, host: str, port: int, timeout: float | None) -> Stream:
         try:
             sock = socket.create_connection((host, port), timeout=timeout)
         except OSError as exc:
             raise from_os_error(exc, f"connect to {Address(host, port)}") from None
+        sock.settimeout(None)
+        return SocketStream(sock)
+
+    def connect_unix(self, path: str, timeout: float | None) -> Stream:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(timeout)
+            sock.connect("\0" + path[1:] if path.startswith("@") else path)
+        except OSError as exc:
+            sock.close()
+            raise from_os_error(exc, f"connect to {Address.unix(path)}") from None
         sock.settimeout(None)
         return SocketStream(sock)
 
@@ -313,14 +336,3 @@ class _ThreadWorker:
     def join(self, timeout: float | None = None) -> bool:
         self._thread.join(timeout)
         return not self._thread.is_alive()
-
-
-def _unique(infos: list[tuple]) -> list[tuple]:  # type: ignore[type-arg]
-    seen: set[object] = set()
-    unique = []
-    for info in infos:
-        key = (info[0], info[4])
-        if key not in seen:
-            seen.add(key)
-            unique.append(info)
-    return unique

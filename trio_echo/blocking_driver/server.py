@@ -10,19 +10,34 @@ from __future__ import annotations
 import functools
 import itertools
 import logging
+import math
+import socket
 import threading
 from collections.abc import Callable
+from typing import Protocol
+
+import attrs
 
 from ..address import Address
-from ..codec import ServerCodec, server_codec
+from ..codec import ServerCodec
 from ..config import ServerConfig
 from ..connection_log import ConnectionLog, EventSink, LoggingSink, ServerStats
 from ..conversation import Conversation
+from ..errors import TlsError
 from ..faults import ACCEPT_RETRY_SECONDS, OUT_OF_RESOURCES, AcceptFailureLog
 from ..lifecycle import LINGER_READ_SIZE, Ending, Phase, Timeouts, next_phase
+from ..listeners import ListenerPlan, plan_listeners
+from ..transport.spec import ListenSpec, Transport
 from .runtime import Listener, ListenerClosed, Runtime, SocketRuntime, Stream, Worker
+from .tls_stream import TlsStream
 
 logger = logging.getLogger("trio_echo.server")
+
+
+class Closable(Protocol):
+    """Something serving in a thread of its own until closed."""
+
+    def close(self) -> None: ...
 
 
 class BlockingServer:
@@ -39,14 +54,16 @@ class BlockingServer:
         self.config = config
         self._timeouts = Timeouts.of(config)
         self.runtime: Runtime = runtime if runtime is not None else SocketRuntime()
-        self.codec_factory: Callable[[], ServerCodec] = codec_factory or functools.partial(
-            server_codec, config.protocol, max_line=config.max_line
-        )
+        self._plans = plan_listeners(config, codec_factory)
         self._accept_failures = AcceptFailureLog(self.runtime.monotonic)
         self.sink: EventSink = sink if sink is not None else LoggingSink()
         self.stats = ServerStats()
         self.addresses: tuple[Address, ...] = ()
+        """Where each bound socket listens, in the order of the listener specs."""
+        self.listeners: tuple[ListenSpec, ...] = ()
+        """Each bound socket as a spec (real address and port, protocol), a client's target."""
         self._listeners: list[Listener] = []
+        self._datagram_services: list[Closable] = []
         self._acceptors: list[Worker] = []
         self._slots = self.runtime.semaphore(config.max_connections)
         self._ids = itertools.count(1)
@@ -55,19 +72,66 @@ class BlockingServer:
         self._aborting = False
 
     def start(self) -> tuple[Address, ...]:
-        """Listen and start accepting in the background; return the bound addresses."""
-        self._listeners = self.runtime.listen(
-            self.config.host, self.config.port, backlog=self.config.backlog
-        )
-        self.addresses = tuple(listener.address for listener in self._listeners)
+        """Listen on every spec and serve in the background; return the bound addresses."""
+        opened: list[tuple[ListenerPlan, Address, Callable[[], None]]] = []
+        try:
+            for plan in self._plans:
+                opened += self._open(plan)
+        except BaseException:
+            self._stop_accepting()
+            raise
+        self.addresses = tuple(address for _plan, address, _serve in opened)
+        self.listeners = tuple(plan.spec for plan, _address, _serve in opened)
         self._acceptors = [
-            self.runtime.start_thread(
-                lambda listener=listener: self._accept_loop(listener),  # type: ignore[misc]
-                f"trio-echo accept {listener.address}",
-            )
-            for listener in self._listeners
+            self.runtime.start_thread(serve, f"trio-echo {plan.spec}")
+            for plan, _address, serve in opened
         ]
         return self.addresses
+
+    def _open(self, plan: ListenerPlan) -> list[tuple[ListenerPlan, Address, Callable[[], None]]]:
+        """Bind *plan*'s spec: for each socket, its plan as bound and what serves it."""
+        spec, runtime, backlog = plan.spec, self.runtime, self.config.backlog
+        if spec.transport is Transport.UNIX:
+            assert spec.path is not None
+            listeners = [runtime.listen_unix(spec.path, backlog=backlog)]
+        elif spec.transport is Transport.UDP:
+            assert spec.host is not None and spec.port is not None
+            return [
+                self._open_datagrams(plan, sock)
+                for sock in runtime.open_datagram_sockets(spec.host, spec.port)
+            ]
+        else:
+            assert spec.host is not None and spec.port is not None
+            listeners = runtime.listen(spec.host, spec.port, backlog=backlog)
+        self._listeners += listeners
+        opened: list[tuple[ListenerPlan, Address, Callable[[], None]]] = []
+        for listener in listeners:
+            address = listener.address
+            bound = (
+                plan
+                if address.path is not None
+                else plan.bound_as(attrs.evolve(spec, host=address.host, port=address.port))
+            )
+            opened.append((bound, address, functools.partial(self._accept_loop, listener, bound)))
+        return opened
+
+    def _open_datagrams(
+        self, plan: ListenerPlan, sock: socket.socket
+    ) -> tuple[ListenerPlan, Address, Callable[[], None]]:
+        from .datagram_server import DatagramService
+
+        address = Address.from_sockaddr(sock.getsockname())
+        bound = plan.bound_as(attrs.evolve(plan.spec, host=address.host, port=address.port))
+        service = DatagramService(
+            sock,
+            bound.spec,
+            policy=self.config.reflection,
+            sink=self.sink,
+            stats=self.stats,
+            clock=self.runtime.monotonic,
+        )
+        self._datagram_services.append(service)
+        return bound, address, service.run
 
     def wait(self) -> None:
         """Block until the server stops accepting and every connection has ended."""
@@ -98,12 +162,14 @@ class BlockingServer:
     def _stop_accepting(self) -> None:
         for listener in self._listeners:
             listener.close()
+        for service in self._datagram_services:
+            service.close()
 
     def _workers(self) -> list[Worker]:
         with self._lock:
             return [worker for _stream, worker in self._connections.values() if worker]
 
-    def _accept_loop(self, listener: Listener) -> None:
+    def _accept_loop(self, listener: Listener, plan: ListenerPlan) -> None:
         while True:
             self._slots.acquire()
             try:
@@ -114,7 +180,7 @@ class BlockingServer:
             self._accept_failures.succeeded()
             if self.config.once:
                 self._stop_accepting()
-            self._start_connection(stream, peer)
+            self._start_connection(stream, peer, plan)
 
     def _accept(self, listener: Listener) -> tuple[Stream, Address]:
         while True:
@@ -126,25 +192,27 @@ class BlockingServer:
                 self._accept_failures.failed(exc, ACCEPT_RETRY_SECONDS)
                 self.runtime.sleep(ACCEPT_RETRY_SECONDS)
 
-    def _start_connection(self, stream: Stream, peer: Address) -> None:
+    def _start_connection(self, stream: Stream, peer: Address, plan: ListenerPlan) -> None:
         connection = next(self._ids)
         with self._lock:
             self._connections[connection] = (stream, None)
         worker = self.runtime.start_thread(
-            lambda: self._serve(connection, stream, peer), f"trio-echo {peer}"
+            lambda: self._serve(connection, stream, peer, plan), f"trio-echo {peer}"
         )
         with self._lock:
             if connection in self._connections:
                 self._connections[connection] = (stream, worker)
 
-    def _serve(self, connection: int, stream: Stream, peer: Address) -> None:
+    def _serve(self, connection: int, stream: Stream, peer: Address, plan: ListenerPlan) -> None:
         timeouts = self._timeouts
         try:
             log = ConnectionLog(
                 connection, peer, sink=self.sink, clock=self.runtime.monotonic, stats=self.stats
             )
-            conversation = Conversation(self.codec_factory(), log)
+            conversation = Conversation(plan.codec_factory(), log)
             try:
+                if plan.tls is not None:
+                    stream = self._handshake(stream, plan)
                 ending = self._converse(stream, conversation)
             except Exception as exc:
                 if self._aborting and isinstance(exc, OSError):
@@ -159,6 +227,19 @@ class BlockingServer:
             with self._lock:
                 del self._connections[connection]
             self._slots.release()
+
+    def _handshake(self, stream: Stream, plan: ListenerPlan) -> Stream:
+        """TLS over *stream*, its handshake done within the plan's timeout (see the Trio server)."""
+        assert plan.tls is not None
+        secure = TlsStream(stream, plan.tls, server_side=True)
+        timeout = None if plan.handshake_timeout == math.inf else plan.handshake_timeout
+        try:
+            secure.handshake(timeout, self.runtime.monotonic)
+        except TimeoutError:
+            raise TlsError(
+                f"TLS handshake not finished within {plan.handshake_timeout:g} s"
+            ) from None
+        return secure
 
     def _converse(self, stream: Stream, conversation: Conversation) -> Ending:
         """Run the phases of :mod:`~trio_echo.lifecycle` to the connection's ending."""

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import TypeVar
 
@@ -32,6 +33,7 @@ from outcome import Error
 from ..address import Address
 from ..blocking_driver.runtime import Listener, ListenerClosed, Semaphore, Stream, Worker
 from ..os_errors import closed_socket_error
+from ..trio_driver.network import not_simulated
 from . import baton
 from .baton import VirtualThread, VirtualThreadExit, current_virtual_thread
 from .connection import Endpoint, EndpointClosed
@@ -103,6 +105,18 @@ class VirtualRuntime:
         """Listen on the simulated network (never waits)."""
         listener = self.network.listen(host, port, backlog=backlog)
         return [VirtualListener(self, listener)]
+
+    def listen_unix(self, path: str, *, backlog: int) -> Listener:
+        """Unix sockets are not simulated: a NetworkError saying so."""
+        raise not_simulated("a unix socket listener")
+
+    def open_datagram_sockets(self, host: str, port: int) -> list[socket.socket]:
+        """UDP is not simulated yet: a NetworkError saying so."""
+        raise not_simulated("UDP")
+
+    def connect_unix(self, path: str, timeout: float | None) -> Stream:
+        """Unix sockets are not simulated: a NetworkError saying so."""
+        raise not_simulated("a unix socket connection")
 
     def connect(self, host: str, port: int, timeout: float | None) -> Stream:
         """Connect as this runtime's client; TimeoutError after *timeout* virtual seconds."""
