@@ -13,7 +13,6 @@ from collections.abc import Callable, Sequence
 
 import attrs
 
-from .address import Address
 from .codec import ClientCodec, ReplyReceived, client_codec
 from .config import ClientConfig, WireProtocol
 from .errors import IncompleteReply, Timeout, TrioEchoError
@@ -66,7 +65,7 @@ class ClientSession:
         self._pending = list(reversed(config.messages()))
         self._report = report
         self._current = b""
-        self.where = str(Address(config.host, config.port))
+        self.where = str(config.target)
         """The server, as errors name it."""
         self.exchanges: list[Exchange] = []
 

@@ -8,7 +8,10 @@ from ..config import ClientConfig
 from ..errors import TrioEchoError
 from ..os_errors import from_os_error
 from ..session import ClientSession, Report, SessionResult, silent
-from .runtime import Runtime, SocketRuntime
+from ..transport.spec import Transport
+from ..transport.tls import TlsClientSettings, shared_client_context
+from .runtime import Runtime, SocketRuntime, Stream
+from .tls_stream import TlsStream
 
 
 def run_session(
@@ -58,9 +61,11 @@ def _converse(config: ClientConfig, runtime: Runtime, session: ClientSession) ->
     where = session.where
     limit = math.inf if config.timeout is None else config.timeout
     try:
-        stream = runtime.connect(config.host, config.port, config.timeout)
+        stream = _connect(config, runtime)
     except TimeoutError:
         raise session.connect_timeout_error(limit) from None
+    except OSError as exc:  # a TLS handshake that failed
+        raise from_os_error(exc, f"connect to {where}") from None
     try:
         while (outgoing := session.next_outgoing()) is not None:
             stream.sendall(outgoing, config.timeout)
@@ -72,3 +77,26 @@ def _converse(config: ClientConfig, runtime: Runtime, session: ClientSession) ->
         raise from_os_error(exc, f"talking to {where}") from None
     finally:
         stream.close()
+
+
+def _connect(config: ClientConfig, runtime: Runtime) -> Stream:
+    """A stream to the server, over the configured transport (TLS handshake done)."""
+    if config.transport is Transport.UNIX:
+        assert config.path is not None
+        return runtime.connect_unix(config.path, config.timeout)
+    stream = runtime.connect(config.host, config.port, config.timeout)
+    if config.transport is not Transport.TLS:
+        return stream
+    settings = config.tls or TlsClientSettings()
+    secure = TlsStream(
+        stream,
+        shared_client_context(settings),
+        server_side=False,
+        server_hostname=settings.hostname_for(config.host),
+    )
+    try:
+        secure.handshake(config.timeout, runtime.monotonic)
+    except BaseException:
+        stream.close()
+        raise
+    return secure

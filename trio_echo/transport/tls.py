@@ -15,6 +15,7 @@ matching unencrypted key), since only OpenSSL can tell.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import ssl
@@ -393,3 +394,13 @@ def _reason_words(error: ssl.SSLError, reason: str) -> str:
         return _ALERT_PREFIX.sub("", reason).lower().replace("_", " ")
     text = error.args[1] if len(error.args) > 1 and isinstance(error.args[1], str) else str(error)
     return _OPENSSL_DECORATION.sub("", text) or type(error).__name__
+
+
+@functools.lru_cache(maxsize=8)
+def shared_client_context(settings: TlsClientSettings) -> ssl.SSLContext:
+    """One :func:`client_context` per settings, shared by every session that uses them.
+
+    Building a context loads the trust store, which costs milliseconds; a
+    client running a thousand sessions builds it once.
+    """
+    return client_context(settings)

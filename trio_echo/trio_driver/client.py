@@ -16,7 +16,9 @@ from ..config import ClientConfig
 from ..errors import ConnectionLost, TrioEchoError
 from ..os_errors import from_os_error, root_os_error
 from ..session import ClientSession, Report, SessionResult, silent
-from .network import Network, TcpNetwork
+from ..transport.spec import Transport
+from ..transport.tls import TlsClientSettings, shared_client_context
+from .network import Network, SocketNetwork
 
 
 async def run_session(
@@ -27,7 +29,7 @@ async def run_session(
     index: int = 0,
 ) -> SessionResult:
     """Connect, exchange every message of *config*, close; never raises a TrioEchoError."""
-    network = network if network is not None else TcpNetwork()
+    network = network if network is not None else SocketNetwork()
     session = ClientSession(config, report)
     started = trio.current_time()
     error: TrioEchoError | None = None
@@ -67,9 +69,11 @@ async def _converse(config: ClientConfig, network: Network, session: ClientSessi
     where = session.where
     try:
         with trio.fail_after(limit):
-            stream = await network.connect(config.host, config.port)
+            stream = await _connect(config, network)
     except trio.TooSlowError:
         raise session.connect_timeout_error(limit) from None
+    except (trio.BrokenResourceError, OSError) as exc:  # a TLS handshake that failed
+        raise _broken(exc, f"connect to {where}") from None
     async with stream:
         try:
             while (outgoing := session.next_outgoing()) is not None:
@@ -82,7 +86,34 @@ async def _converse(config: ClientConfig, network: Network, session: ClientSessi
         except trio.TooSlowError:
             raise session.timeout_error(limit) from None
         except (trio.BrokenResourceError, OSError) as exc:
-            cause = root_os_error(exc)
-            if cause is None:
-                raise ConnectionLost(f"connection to {where} broke") from None
-            raise from_os_error(cause, f"talking to {where}") from None
+            raise _broken(exc, f"talking to {where}") from None
+
+
+def _broken(exc: BaseException, context: str) -> TrioEchoError:
+    """The named error for a stream that broke while doing *context*."""
+    cause = root_os_error(exc)
+    if cause is None:
+        return ConnectionLost(f"{context}: the connection broke")
+    return from_os_error(cause, context)
+
+
+async def _connect(config: ClientConfig, network: Network) -> trio.abc.Stream:
+    """A stream to the server, over the configured transport (TLS handshake done)."""
+    if config.transport is Transport.UNIX:
+        assert config.path is not None
+        return await network.connect_unix(config.path)
+    stream = await network.connect(config.host, config.port)
+    if config.transport is not Transport.TLS:
+        return stream
+    settings = config.tls or TlsClientSettings()
+    secure = trio.SSLStream(
+        stream,
+        shared_client_context(settings),
+        server_hostname=settings.hostname_for(config.host),
+    )
+    try:
+        await secure.do_handshake()
+    except BaseException:
+        await trio.aclose_forcefully(stream)
+        raise
+    return secure
