@@ -8,6 +8,7 @@ that names the field.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import attrs
@@ -49,6 +50,10 @@ GREETING_MESSAGE = "Hello from client"
 _protocol = check(lambda v: isinstance(v, WireProtocol), "reply, greeting or echo")
 
 
+def _listen_specs(specs: Iterable[ListenSpec]) -> tuple[ListenSpec, ...]:
+    return tuple(specs)
+
+
 @attrs.frozen(kw_only=True)
 class ServerConfig:
     """How a server listens, speaks and protects itself.
@@ -85,7 +90,7 @@ class ServerConfig:
     """The listen backlog handed to the kernel."""
     receive_size: int = attrs.field(default=65536, validator=positive_int)
     """Most bytes taken from the network in one read."""
-    listen: tuple[ListenSpec, ...] = attrs.field(default=(), converter=tuple)
+    listen: tuple[ListenSpec, ...] = attrs.field(default=(), converter=_listen_specs)
     """Where to listen, one spec per listener; empty means ``tcp://host:port``."""
     tls: TlsServerSettings | None = attrs.field(default=None, validator=optional(TlsServerSettings))
     """Certificate, key and client CA for ``tls://`` listeners."""

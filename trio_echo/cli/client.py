@@ -8,22 +8,36 @@ import sys
 import time
 from collections.abc import Sequence
 
+import attrs
 import trio
 
 from ..blocking_driver import run_client as run_blocking_client
 from ..config import ClientConfig
 from ..escape import escape_text
 from ..session import Report, SessionResult, silent, summarise
+from ..transport.spec import parse_target
+from ..transport.tls import TlsClientSettings
 from ..trio_driver import run_client as run_trio_client
 from .common import EXIT_FAILED, EXIT_OK, build_config, fail_line
 
 
 def client_command(args: argparse.Namespace) -> int:
+    target = build_config(parse_target, args.target, default_port=args.port)
+    if target.protocol is None:
+        target = attrs.evolve(target, protocol=args.protocol)
+    tls = build_config(
+        TlsClientSettings,
+        cafile=args.cafile,
+        insecure=args.insecure,
+        server_hostname=args.server_name,
+        certfile=args.certfile,
+        keyfile=args.keyfile,
+    )
     config = build_config(
-        ClientConfig,
-        host=args.host,
-        port=args.port,
-        protocol=args.protocol,
+        ClientConfig.for_target,
+        target,
+        tls=tls,
+        retries=args.retries,
         count=args.count,
         message=args.message,
         connections=args.connections,

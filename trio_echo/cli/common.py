@@ -25,9 +25,9 @@ def usage_error(message: str) -> NoReturn:
     raise SystemExit(EXIT_USAGE)
 
 
-def build_config(kind: Callable[..., _Config], **fields: Any) -> _Config:
-    """Build a configuration; a value it rejects is a usage error."""
+def build_config(kind: Callable[..., _Config], *values: Any, **fields: Any) -> _Config:
+    """Build a configuration (or parse a value); what it rejects is a usage error."""
     try:
-        return kind(**fields)
+        return kind(*values, **fields)
     except TrioEchoError as exc:
         usage_error(str(exc))

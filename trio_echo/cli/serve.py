@@ -14,21 +14,38 @@ import threading
 from collections.abc import AsyncIterator, Sequence
 from types import FrameType
 
+import attrs
 import trio
 
 from ..address import Address
 from ..blocking_driver import BlockingServer
-from ..config import ServerConfig
+from ..config import ServerConfig, WireProtocol
 from ..connection_log import LoggingSink
+from ..escape import escape_text
+from ..transport.reflection import ReflectionPolicy
+from ..transport.spec import ListenSpec, Transport
+from ..transport.tls import TlsServerSettings
 from ..trio_driver import TrioServer
 from .common import EXIT_OK, build_config
 
 
 def serve_command(args: argparse.Namespace) -> int:
+    tls = None
+    if args.certfile is not None:
+        tls = build_config(
+            TlsServerSettings,
+            certfile=args.certfile,
+            keyfile=args.keyfile,
+            client_ca=args.client_ca,
+            handshake_timeout=args.handshake_timeout,
+        )
     config = build_config(
         ServerConfig,
         host=args.host,
         port=args.port,
+        listen=args.listen,
+        tls=tls,
+        reflection=build_config(ReflectionPolicy, rate=args.udp_rate, burst=args.udp_burst),
         protocol=args.protocol,
         once=args.once,
         idle_timeout=args.idle_timeout,
@@ -46,9 +63,23 @@ def serve_command(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _announce(config: ServerConfig, addresses: Sequence[Address], driver: str) -> None:
-    listening = ", ".join(str(address) for address in addresses)
+def _announce(config: ServerConfig, listeners: Sequence[ListenSpec], driver: str) -> None:
+    """One line: the default protocol, the driver, and every bound listener.
+
+    A TCP listener speaking the default protocol is written as its address
+    alone (``127.0.0.1:3100``); any other as its spec, with its protocol
+    only where it is not the default.
+    """
+    listening = ", ".join(_shown(spec, config.protocol) for spec in listeners)
     print(f"{config.protocol.value} server ({driver}) listening on {listening}", flush=True)
+
+
+def _shown(spec: ListenSpec, default: WireProtocol) -> str:
+    if spec.protocol is default:
+        if spec.transport is Transport.TCP:
+            return str(spec.address)
+        spec = attrs.evolve(spec, protocol=None)
+    return escape_text(str(spec))
 
 
 def _serve_trio(config: ServerConfig) -> str:
@@ -58,8 +89,8 @@ def _serve_trio(config: ServerConfig) -> str:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_shut_down_on_signals, signals, server)
-                addresses = await nursery.start(_serve_then_stop, server, nursery.cancel_scope)
-                _announce(config, addresses, "trio")
+                await nursery.start(_serve_then_stop, server, nursery.cancel_scope)
+                _announce(config, server.listeners, "trio")
 
     trio.run(serve)
     return server.stats.summary()
@@ -85,12 +116,12 @@ async def _shut_down_on_signals(signals: AsyncIterator[int], server: TrioServer)
 
 def _serve_blocking(config: ServerConfig) -> str:
     server = BlockingServer(config, sink=LoggingSink())
-    addresses = server.start()
+    server.start()
     with _signals_raise(_Stop):
         try:
             # Announce only once a signal is handled: whoever waits for this
             # line may stop the server at once and must still get its summary.
-            _announce(config, addresses, "blocking")
+            _announce(config, server.listeners, "blocking")
             server.wait()
         except _Stop:
             try:
