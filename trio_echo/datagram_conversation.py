@@ -55,6 +55,7 @@ class DatagramConversation:
         """Every datagram due at *now*, in order (first sends and retries); each is reported."""
         due = []
         while (send := self.session.next_send(now)) is not None:
+            self._settle()  # a message given up to make room is reported before the next
             index, datagram = send
             message = escape(self._messages[index])
             if index < self._first_sends:
