@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 
 import attrs
 
-from .codec import ClientCodec, ReplyReceived, client_codec
+from .codec import ClientCodec, DatagramReport, ReplyReceived, client_codec
 from .config import ClientConfig, WireProtocol
 from .errors import IncompleteReply, Timeout, TrioEchoError
 from .escape import escape
@@ -43,6 +43,8 @@ class SessionResult:
     exchanges: tuple[Exchange, ...]
     error: TrioEchoError | None
     seconds: float
+    datagrams: DatagramReport | None = None
+    """A UDP session's counts (lost, duplicated, late, round trips); None over a stream."""
 
     @property
     def ok(self) -> bool:
@@ -111,6 +113,27 @@ class ClientSession:
             f"reply from {where} still incomplete after {seconds:g} s: got {len(partial)} bytes, "
             f"{escape(partial)}, for {escape(self._current)}"
         )
+
+
+def describe_datagram_report(report: DatagramReport) -> str:
+    """One line about a UDP session: what was answered, lost and doubled, and round trips."""
+    line = (
+        f"{report.sent} sent, {report.answered} answered, {report.lost} lost "
+        f"({report.late} late), {report.duplicated} duplicated, {report.wrong} wrong"
+    )
+    if report.in_flight:
+        line += f", {report.in_flight} in flight"
+    if report.round_trip_min is None:
+        return line
+    assert report.round_trip_mean is not None and report.round_trip_max is not None
+    return (
+        f"{line}; round trip min {_milliseconds(report.round_trip_min)}, "
+        f"mean {_milliseconds(report.round_trip_mean)}, max {_milliseconds(report.round_trip_max)}"
+    )
+
+
+def _milliseconds(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms"
 
 
 def summarise(results: Sequence[SessionResult], seconds: float) -> str:

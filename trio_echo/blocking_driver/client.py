@@ -10,6 +10,7 @@ from ..os_errors import from_os_error
 from ..session import ClientSession, Report, SessionResult, silent
 from ..transport.spec import Transport
 from ..transport.tls import TlsClientSettings, shared_client_context
+from .datagram_client import run_datagram_session
 from .runtime import Runtime, SocketRuntime, Stream
 from .tls_stream import TlsStream
 
@@ -21,7 +22,13 @@ def run_session(
     report: Report = silent,
     index: int = 0,
 ) -> SessionResult:
-    """Connect, exchange every message of *config*, close; never raises a TrioEchoError."""
+    """Connect, exchange every message of *config*, close; never raises a TrioEchoError.
+
+    Over UDP (``config.transport``) each message is a datagram, sent again
+    when its answer does not come (see :mod:`.datagram_client`).
+    """
+    if config.transport is Transport.UDP:
+        return run_datagram_session(config, report=report, index=index)
     runtime = runtime if runtime is not None else SocketRuntime()
     session = ClientSession(config, report)
     started = runtime.monotonic()

@@ -14,7 +14,6 @@ import math
 import socket
 import threading
 from collections.abc import Callable
-from typing import Protocol
 
 import attrs
 
@@ -28,16 +27,11 @@ from ..faults import ACCEPT_RETRY_SECONDS, OUT_OF_RESOURCES, AcceptFailureLog
 from ..lifecycle import LINGER_READ_SIZE, Ending, Phase, Timeouts, next_phase
 from ..listeners import ListenerPlan, plan_listeners
 from ..transport.spec import ListenSpec, Transport
+from .datagram_server import DatagramService
 from .runtime import Listener, ListenerClosed, Runtime, SocketRuntime, Stream, Worker
 from .tls_stream import TlsStream
 
 logger = logging.getLogger("trio_echo.server")
-
-
-class Closable(Protocol):
-    """Something serving in a thread of its own until closed."""
-
-    def close(self) -> None: ...
 
 
 class BlockingServer:
@@ -63,7 +57,7 @@ class BlockingServer:
         self.listeners: tuple[ListenSpec, ...] = ()
         """Each bound socket as a spec (real address and port, protocol), a client's target."""
         self._listeners: list[Listener] = []
-        self._datagram_services: list[Closable] = []
+        self._datagram_services: list[DatagramService] = []
         self._acceptors: list[Worker] = []
         self._slots = self.runtime.semaphore(config.max_connections)
         self._ids = itertools.count(1)
@@ -118,8 +112,6 @@ class BlockingServer:
     def _open_datagrams(
         self, plan: ListenerPlan, sock: socket.socket
     ) -> tuple[ListenerPlan, Address, Callable[[], None]]:
-        from .datagram_server import DatagramService
-
         address = Address.from_sockaddr(sock.getsockname())
         bound = plan.bound_as(attrs.evolve(plan.spec, host=address.host, port=address.port))
         service = DatagramService(

@@ -14,7 +14,7 @@ import trio
 from ..blocking_driver import run_client as run_blocking_client
 from ..config import ClientConfig
 from ..escape import escape_text
-from ..session import Report, SessionResult, silent, summarise
+from ..session import Report, SessionResult, describe_datagram_report, silent, summarise
 from ..transport.spec import parse_target
 from ..transport.tls import TlsClientSettings
 from ..trio_driver import run_client as run_trio_client
@@ -58,6 +58,10 @@ def _report_results(config: ClientConfig, results: Sequence[SessionResult], seco
         for result in failures:
             print(f"session {result.index}: {escape_text(str(result.error))}", file=sys.stderr)
         print(summarise(results, seconds))
-    elif failures:
-        print(fail_line(str(failures[0].error)), file=sys.stderr)
+    else:
+        datagrams = results[0].datagrams
+        if datagrams is not None:
+            print(describe_datagram_report(datagrams))
+        if failures:
+            print(fail_line(str(failures[0].error)), file=sys.stderr)
     return EXIT_FAILED if failures else EXIT_OK

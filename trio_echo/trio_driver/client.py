@@ -18,6 +18,7 @@ from ..os_errors import from_os_error, root_os_error
 from ..session import ClientSession, Report, SessionResult, silent
 from ..transport.spec import Transport
 from ..transport.tls import TlsClientSettings, shared_client_context
+from .datagram_client import run_datagram_session
 from .network import Network, SocketNetwork
 
 
@@ -28,7 +29,13 @@ async def run_session(
     report: Report = silent,
     index: int = 0,
 ) -> SessionResult:
-    """Connect, exchange every message of *config*, close; never raises a TrioEchoError."""
+    """Connect, exchange every message of *config*, close; never raises a TrioEchoError.
+
+    Over UDP (``config.transport``) each message is a datagram, sent again
+    when its answer does not come (see :mod:`.datagram_client`).
+    """
+    if config.transport is Transport.UDP:
+        return await run_datagram_session(config, report=report, index=index)
     network = network if network is not None else SocketNetwork()
     session = ClientSession(config, report)
     started = trio.current_time()

@@ -35,6 +35,7 @@ from ..lifecycle import LINGER_READ_SIZE, Ending, Phase, Timeouts, next_phase
 from ..listeners import ListenerPlan, plan_listeners
 from ..transport.spec import ListenSpec, Transport
 from ..transport.tls import from_tls_error
+from .datagram_server import serve_datagrams
 from .dispatcher import IDLE, Dispatcher, Seat, current_dispatcher, dispatcher_available
 from .fast_stream import FastSocketStream
 from .network import Listener, Network, SocketNetwork
@@ -111,8 +112,6 @@ class TrioServer:
         return [_Opened.stream(plan, network.listener_address(lst), lst) for lst in listeners]
 
     async def _serve_datagrams(self, opened: _Opened) -> None:
-        from .datagram_server import serve_datagrams
-
         assert opened.datagrams is not None
         await serve_datagrams(
             opened.datagrams,

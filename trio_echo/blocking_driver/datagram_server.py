@@ -1,0 +1,153 @@
+"""The blocking driver's UDP listener: one thread answering every datagram on its own.
+
+A :class:`DatagramService` owns one bound UDP socket. :meth:`~DatagramService.run`
+is the body of its thread; :meth:`~DatagramService.close`, from any other
+thread, wakes it at once through a socketpair and makes it return. What to
+answer, count and log is the shared
+:class:`~trio_echo.transport.datagram_service.DatagramResponder`'s; this
+module only waits, receives and sends.
+
+Every descriptor the service owns (the UDP socket, the selector, the wake-up
+pair) is freed by whichever of ``close`` and ``run`` ends last, as
+:class:`~trio_echo.blocking_driver.runtime.SocketListener` does, so a
+process that starts and stops many servers keeps none of them.
+
+Sending never blocks: the socket is non-blocking, and a reply the kernel
+has no room for (``EAGAIN``, ``ENOBUFS``) is dropped and counted, as UDP
+allows, so a peer that floods cannot stall the loop on its answers.
+"""
+
+from __future__ import annotations
+
+import selectors
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ..connection_log import EventSink, ServerStats
+from ..transport.datagram_service import Answer, DatagramResponder, is_peer_error
+from ..transport.reflection import ReflectionPolicy
+from ..transport.spec import ListenSpec
+
+
+class DatagramService:
+    """Answers the datagrams of one UDP socket, on the thread that calls :meth:`run`."""
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        listener: ListenSpec,
+        *,
+        policy: ReflectionPolicy,
+        sink: EventSink,
+        stats: ServerStats,
+        clock: Callable[[], float] = time.monotonic,
+        receive_size: int = 65536,
+    ) -> None:
+        sock.setblocking(False)
+        self._sock = sock
+        self._clock = clock
+        self._receive_size = receive_size
+        self.responder = DatagramResponder(listener, policy=policy, sink=sink, stats=stats)
+        """The listener's decisions and counts (its guard included)."""
+        self._wake_read, self._wake_write = socket.socketpair()
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(sock, selectors.EVENT_READ)
+        self._selector.register(self._wake_read, selectors.EVENT_READ)
+        self._lock = threading.Lock()
+        self._closed = False
+        self._running = False
+        self._released = False
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` was called."""
+        return self._closed
+
+    def run(self) -> None:
+        """Answer datagrams until :meth:`close`; then free what is left and return.
+
+        Per-peer socket errors are counted and logged, rate-limited, and never
+        end the loop; any other ``OSError`` is raised (after the descriptors
+        are freed, if ``close`` came first).
+        """
+        with self._lock:
+            if self._closed or self._running:
+                return
+            self._running = True
+        try:
+            self._serve()
+        finally:
+            with self._lock:
+                self._running = False
+                if self._closed:
+                    self._release()
+
+    def close(self) -> None:
+        """Stop serving: wake :meth:`run` at once; free every descriptor if it is not running."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            if self._running:
+                self._wake_write.send(b"\0")  # run() releases everything on its way out
+            else:
+                self._release()
+
+    def _serve(self) -> None:
+        responder = self.responder
+        while not self._closed:
+            received = self._receive()
+            responder.report(self._clock())
+            if received is None:
+                continue
+            data, sockaddr = received
+            answer = responder.receive(data, sockaddr, self._clock())
+            responder.answered(answer, self._send(answer), self._clock())
+            responder.report(self._clock())
+
+    def _receive(self) -> tuple[bytes, Any] | None:
+        """The next datagram and its source; None if woken, a report is due, or on a peer error."""
+        try:
+            return self._sock.recvfrom(self._receive_size)
+        except BlockingIOError:
+            self._wait()
+        except OSError as exc:
+            if self._closed:
+                return None
+            if not is_peer_error(exc):
+                raise
+            self.responder.socket_error(exc, "receive")
+        return None
+
+    def _wait(self) -> None:
+        """Sleep until a datagram, :meth:`close`, or the responder's next report time."""
+        due = self.responder.next_report_at()
+        timeout = None if due is None else max(0.0, due - self._clock())
+        self._selector.select(timeout)
+
+    def _send(self, answer: Answer) -> int:
+        """Send *answer*'s replies without blocking; how many went before any peer error."""
+        for sent, reply in enumerate(answer.replies):
+            try:
+                self._sock.sendto(reply, answer.sockaddr)
+            except OSError as exc:
+                if self._closed:
+                    return sent
+                if not is_peer_error(exc):
+                    raise
+                self.responder.socket_error(exc, "send to", answer.sockaddr)
+                return sent
+        return len(answer.replies)
+
+    def _release(self) -> None:
+        """Free the socket, the selector and the wake-up pair; no thread is in :meth:`run`."""
+        if self._released:
+            return
+        self._released = True
+        self._selector.close()
+        self._sock.close()
+        self._wake_read.close()
+        self._wake_write.close()

@@ -1,0 +1,205 @@
+"""What a UDP listener does with one datagram, whichever driver moves the bytes.
+
+Both drivers receive a datagram, hand it to a :class:`DatagramResponder`,
+send what it returns and tell it how the sending went. The responder holds
+everything else once: the :class:`~trio_echo.transport.reflection.ReflectionGuard`
+that refuses loops and floods, the codec's answer
+(:func:`~trio_echo.codec.answer_datagram`), the
+:class:`~trio_echo.connection_log.DatagramAnswered` event, the server's
+counts, and the rate-limited WARNING lines about refusals and socket errors.
+
+Sans-IO: the time is passed in, as any monotonic float in seconds, and
+nothing here touches a socket. A driver's loop reads::
+
+    answer = responder.receive(data, sockaddr, now)
+    for datagram in answer.replies: send it to sockaddr (count what went)
+    responder.answered(answer, sent, now)
+    responder.report(now)            # also when next_report_at() comes, if nothing arrives
+
+A socket error that concerns one peer (:data:`PEER_ERRNOS`) goes to
+:meth:`DatagramResponder.socket_error` and the loop goes on; any other
+error ends the listener.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+from typing import Any
+
+import attrs
+
+from ..address import UNKNOWN, Address
+from ..codec.datagram import answer_datagram
+from ..connection_log import DatagramAnswered, EventSink, ServerStats, wants_messages
+from ..escape import escape_text
+from ..os_errors import describe_os_error
+from ..wire import WireProtocol
+from .reflection import ReflectionGuard, ReflectionPolicy, Verdict
+from .spec import ListenSpec
+
+logger = logging.getLogger("trio_echo.server")
+
+PEER_ERRNOS = frozenset(
+    {
+        errno.ECONNREFUSED,  # an earlier answer met an ICMP port unreachable
+        errno.ECONNRESET,  # the same, as some systems say it
+        errno.EHOSTUNREACH,
+        errno.ENETUNREACH,
+        errno.EMSGSIZE,  # an answer too big for the path
+        errno.ENOBUFS,  # the kernel's queue is full: drop this one
+        errno.EAGAIN,
+        errno.EWOULDBLOCK,
+        errno.EINTR,
+        errno.EPERM,  # a firewall refused this destination
+        errno.EACCES,  # a broadcast destination
+        errno.EADDRNOTAVAIL,
+        errno.EINVAL,  # a source address no answer can go to
+    }
+)
+"""Errors from ``recvfrom``/``sendto`` that concern one peer or one datagram, not the socket.
+
+A UDP listener counts and reports them, then goes on serving everyone else.
+"""
+
+
+def is_peer_error(exc: OSError) -> bool:
+    """True when *exc* concerns one peer or datagram and the listener should go on."""
+    return exc.errno in PEER_ERRNOS
+
+
+@attrs.frozen
+class Answer:
+    """What to send back for one datagram received: *replies* to *sockaddr*, in order.
+
+    *replies* is empty when the datagram was refused; the driver then sends
+    nothing, and :meth:`DatagramResponder.answered` has nothing to count.
+    """
+
+    sockaddr: Any
+    """Where the datagram came from, as ``recvfrom`` gave it: where the replies go."""
+    peer: Address
+    data: bytes
+    verdict: Verdict
+    replies: tuple[bytes, ...]
+
+
+class _ErrorReport:
+    """Socket errors since the last line: the first at once, then one line per interval."""
+
+    __slots__ = ("_interval", "_last_line", "count", "last", "total")
+
+    def __init__(self, interval: float) -> None:
+        self._interval = interval
+        self._last_line: float | None = None
+        self.count = 0
+        self.total = 0
+        self.last = ""
+
+    def note(self, description: str) -> None:
+        self.count += 1
+        self.total += 1
+        self.last = description
+
+    def next_at(self) -> float | None:
+        if not self.count:
+            return None
+        return -float("inf") if self._last_line is None else self._last_line + self._interval
+
+    def due(self, now: float) -> str | None:
+        due = self.next_at()
+        if due is None or now < due:
+            return None
+        count, self.count = self.count, 0
+        self._last_line = now
+        if count == 1:
+            return f"socket error, going on: {self.last}"
+        return f"{count:,} socket errors, going on (last: {self.last})"
+
+
+class DatagramResponder:
+    """One UDP listener's decisions, datagram by datagram; the drivers only move bytes.
+
+    Made once per listener (one guard per listener, so its table and its
+    rate limits are that listener's). Calls must come from one task or
+    thread at a time; the stats it updates are safe to share.
+    """
+
+    def __init__(
+        self,
+        listener: ListenSpec,
+        *,
+        policy: ReflectionPolicy,
+        sink: EventSink,
+        stats: ServerStats,
+        log: logging.Logger = logger,
+    ) -> None:
+        self.listener = str(listener)
+        """The listener's spec, as events name it."""
+        self.protocol = listener.protocol if listener.protocol is not None else WireProtocol.REPLY
+        """What this listener speaks: its spec's protocol, the server's default otherwise."""
+        self.guard = ReflectionGuard(
+            rate=policy.rate,
+            burst=policy.burst,
+            max_sources=policy.max_sources,
+            report_interval=policy.report_interval,
+        )
+        self._sink = sink
+        self._stats = stats
+        self._log = log
+        self._wants_messages = wants_messages(sink)
+        self._errors = _ErrorReport(policy.report_interval)
+
+    @property
+    def socket_errors(self) -> int:
+        """Socket errors this listener has gone on after, since it was made."""
+        return self._errors.total
+
+    def receive(self, data: bytes, sockaddr: Any, now: float) -> Answer:
+        """Judge a datagram from *sockaddr* that arrived at *now*; say what to send back.
+
+        A refused datagram is counted here (and its report line made due);
+        an admitted one is counted by :meth:`answered`, once the driver knows
+        how many replies went out.
+        """
+        data = bytes(data)
+        peer = _peer(sockaddr)
+        verdict = self.guard.admit(peer.host, peer.port, len(data), now)
+        if verdict is not Verdict.ANSWER:
+            self._stats.refuse_datagram(len(data))
+            return Answer(sockaddr, peer, data, verdict, ())
+        replies = tuple(answer_datagram(self.protocol, data))
+        return Answer(sockaddr, peer, data, verdict, replies)
+
+    def answered(self, answer: Answer, sent: int, now: float) -> None:
+        """The driver sent the first *sent* of *answer*'s replies; count it, tell the sink."""
+        if answer.verdict is not Verdict.ANSWER:
+            return
+        replied = sum(len(reply) for reply in answer.replies[:sent])
+        self._stats.add_datagram(len(answer.data), sent, replied)
+        if self._wants_messages:
+            self._sink(DatagramAnswered(self.listener, answer.peer, now, answer.data, sent))
+
+    def socket_error(self, exc: OSError, doing: str, sockaddr: Any = None) -> None:
+        """A per-peer socket error (see :func:`is_peer_error`); it is counted and reported."""
+        where = "" if sockaddr is None else f" {_peer(sockaddr)}"
+        number = "" if exc.errno is None else f" (errno {exc.errno})"
+        self._errors.note(escape_text(f"{doing}{where}: {describe_os_error(exc)}{number}"))
+
+    def next_report_at(self) -> float | None:
+        """When :meth:`report` will next have a line to log; None while there is nothing to say."""
+        times = [t for t in (self.guard.next_report_at(), self._errors.next_at()) if t is not None]
+        return min(times, default=None)
+
+    def report(self, now: float) -> None:
+        """Log, at WARNING, what was refused and which socket errors were met, if a line is due."""
+        for line in (self.guard.due_report(now), self._errors.due(now)):
+            if line is not None:
+                self._log.warning("%s: %s", self.listener, line)
+
+
+def _peer(sockaddr: Any) -> Address:
+    try:
+        return Address.from_sockaddr(sockaddr)
+    except (TypeError, ValueError):
+        return UNKNOWN
