@@ -3,10 +3,14 @@
 A connection is always in one :class:`Phase`, each with one operation and
 one timeout of its own::
 
-    phase       operation                      its timeout      when it runs out
-    READING     receive what the peer sends    idle_timeout     ended IDLE
-    SENDING     write the reply                send_timeout     ended STALLED
-    LINGERING   half-close, drain the input    linger_seconds   ended COMPLETE
+    phase       operation                      its timeout        when it runs out
+    (HANDSHAKE  TLS handshake, tls:// only     handshake_timeout  ended FAILED)
+    READING     receive what the peer sends    idle_timeout       ended IDLE
+    SENDING     write the reply                send_timeout       ended STALLED
+    LINGERING   half-close, drain the input    linger_seconds     ended COMPLETE
+
+A TLS connection first completes its handshake, under one deadline for the
+whole of it; every connection then starts READING.
 
 After every operation :func:`next_phase` reads the conversation's state
 from :data:`NEXT` and says where the connection goes: another phase, or an
