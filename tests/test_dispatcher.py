@@ -286,6 +286,69 @@ async def test_an_exception_from_respond_is_raised_from_relay() -> None:
     assert conversation.received == [b"again", b""]
 
 
+class FailingSent(FakeConversation):
+    """A conversation whose bookkeeping after a write raises (memory running out, say)."""
+
+    def sent(self, size: int) -> None:
+        raise MemoryError("no room to count")
+
+
+async def test_any_exception_of_one_connection_ends_that_connection_only() -> None:
+    """Outside respond() too: the task gets the exception, the dispatcher serves on."""
+    broken, broken_peer = relayed_pair()
+    healthy, healthy_peer = relayed_pair()
+    conversation = FakeConversation()
+    with trio.fail_after(5), broken_peer, healthy_peer:
+        async with broken, healthy, trio.open_nursery() as nursery:
+            parked = Background()
+            nursery.start_soon(parked.relay, healthy, conversation)
+            broken_peer.send(b"ask")
+            with pytest.raises(MemoryError, match="no room"):
+                await relay(broken, FailingSent())
+            healthy_peer.send(b"still here")
+            assert await receive_exactly(healthy_peer, 10) == b"still here"
+            healthy_peer.shutdown(socket.SHUT_WR)
+            await parked.done.wait()
+    assert parked.error is None and parked.result == b""
+
+
+async def test_a_round_that_fails_as_a_whole_is_retried(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """epoll_wait running out of memory once costs a pause and a log line, not the run."""
+    stream, peer = relayed_pair()
+    dispatcher = current_dispatcher()
+    real_poll = dispatcher._epoll.poll
+    failures = [MemoryError("epoll_wait")]
+
+    def poll_failing_once(*args: object) -> list[tuple[int, int]]:
+        if failures:
+            raise failures.pop()
+        return real_poll(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(dispatcher, "_epoll", _EpollWith(dispatcher._epoll, poll_failing_once))
+    with trio.fail_after(5), peer:
+        async with stream:
+            peer.send(b"ping")
+            peer.shutdown(socket.SHUT_WR)
+            assert await relay(stream, FakeConversation()) == b""
+            assert await receive_exactly(peer, 4) == b"ping"
+    assert "dispatcher round failed, retrying: internal error: MemoryError: epoll_wait" in (
+        caplog.text
+    )
+
+
+class _EpollWith:
+    """An epoll object whose poll() is replaced, everything else delegated."""
+
+    def __init__(self, epoll: object, poll: Callable[..., list[tuple[int, int]]]) -> None:
+        self._epoll = epoll
+        self.poll = poll
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._epoll, name)
+
+
 @pytest.mark.parametrize("transport", ["unix", "tcp"])
 async def test_a_reset_connection_raises_broken_resource_error(transport: str) -> None:
     """A reset peer wakes the relaying task with BrokenResourceError caused by ECONNRESET."""

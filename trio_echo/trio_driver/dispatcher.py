@@ -38,6 +38,7 @@ import enum
 import functools
 import heapq
 import itertools
+import logging
 import math
 import select
 import socket
@@ -57,13 +58,18 @@ from trio.lowlevel import (
     wait_task_rescheduled,
 )
 
-from ..os_errors import stream_error
+from ..os_errors import describe_failure, stream_error
 
 if TYPE_CHECKING:
     from .fast_stream import FastSocketStream
 
+logger = logging.getLogger("trio_echo.server")
+
 MAX_EVENTS_PER_ROUND = 256
 """Connections served per round before the dispatcher yields to other tasks."""
+
+ROUND_FAILURE_PAUSE = 0.1
+"""Seconds the dispatcher waits after a round failed as a whole before the next."""
 
 _HEAP_SLACK = 64
 """Stale deadline entries tolerated beyond the served connections' own."""
@@ -197,7 +203,9 @@ class Dispatcher:
     def _release(self, fd: int, state: Seat) -> None:
         if self._served.get(fd) is state:
             del self._served[fd]
-            with contextlib.suppress(OSError):  # closed behind our back: epoll forgot it
+            # OSError: closed behind our back, epoll forgot it; ValueError: the run is
+            # over and the dispatcher's epoll with it.
+            with contextlib.suppress(OSError, ValueError):
                 self._epoll.unregister(fd)
         state.task = state.conversation = None
         state.stream.on_close = None
@@ -236,15 +244,27 @@ class Dispatcher:
         reschedule(task, result)
 
     async def run(self) -> None:
-        """Serve rounds of ready connections, and expire idle ones, until cancelled."""
+        """Serve rounds of ready connections, and expire idle ones, until cancelled.
+
+        A failure of a whole round (memory running out in ``epoll_wait``)
+        must not end the run, which would take every connection with it: it
+        is logged, at most once per :data:`ROUND_FAILURE_PAUSE` seconds, and
+        the next round tries again after that pause.
+        """
         try:
             while True:
                 self._sleep = trio.CancelScope(deadline=self._next_deadline())
-                with self._sleep:
-                    while True:
-                        await wait_readable(self._epoll.fileno())
-                        self._serve_round()
-                self._expire(trio.current_time())
+                try:
+                    with self._sleep:
+                        while True:
+                            await wait_readable(self._epoll.fileno())
+                            self._serve_round()
+                    self._expire(trio.current_time())
+                except Exception as exc:
+                    logger.error(
+                        "dispatcher round failed, retrying: %s", describe_failure(exc).message
+                    )
+                    await trio.sleep(ROUND_FAILURE_PAUSE)
         finally:
             self._epoll.close()
 
@@ -257,7 +277,11 @@ class Dispatcher:
         for fd, _ in self._epoll.poll(0, MAX_EVENTS_PER_ROUND):
             state = served.get(fd)
             if state is not None:
-                self._serve(fd, state, now)
+                try:
+                    self._serve(fd, state, now)
+                except Exception as exc:  # this connection's alone: a bug, or memory ran out
+                    if state.task is not None:
+                        self._hand_back(fd, state, outcome.Error(exc))
 
     def _serve(self, fd: int, state: Seat, now: float) -> None:
         """One read, its answer and one write, for one connection."""
@@ -271,11 +295,7 @@ class Dispatcher:
         except OSError as exc:
             self._hand_back(fd, state, outcome.Error(stream_error(exc)))
             return
-        try:
-            reply = conversation.respond(data)
-        except Exception as exc:
-            self._hand_back(fd, state, outcome.Error(exc))
-            return
+        reply = conversation.respond(data)  # what it raises goes to the task (see _serve_round)
         try:
             sent = _send_what_fits(sock, reply) if reply else 0
         except OSError as exc:
