@@ -25,11 +25,13 @@ import random
 import re
 import resource
 import socket
+from collections.abc import Callable
 from contextlib import suppress
 from typing import Any
 
 import pytest
 import trio
+import trio.testing
 from hardening_helpers import (
     DRIVERS,
     connect_to,
@@ -40,11 +42,21 @@ from hardening_helpers import (
 
 from reliability.clients import HOST, exchange, flood, read_to_eof, reset
 from reliability.procs import running_server
-from trio_echo import Address, ConnectionFailed, Disconnected, ServerConfig, WireProtocol
+from trio_echo import (
+    Address,
+    BlockingServer,
+    ClientConfig,
+    ConnectionFailed,
+    Disconnected,
+    ServerConfig,
+    WireProtocol,
+)
+from trio_echo.blocking_driver import run_session as run_blocking_session
+from trio_echo.blocking_driver.runtime import Worker
 from trio_echo.codec import SERVER_GREETING, EchoServer, ReplyMatcher, ServerEvent
 from trio_echo.connection_log import BytesDiscarded, Connected, MessageReceived
 from trio_echo.faults import ACCEPT_LOG_INTERVAL, ACCEPT_RETRY_SECONDS, AcceptFailureLog
-from trio_echo.testing import Serving, serve
+from trio_echo.testing import Serving, SimulatedNetwork, serve, virtual_runtime
 
 BOUND = 10.0
 """Wall-clock limit on one test; each takes well under a second when healthy."""
@@ -496,3 +508,43 @@ async def test_a_thousand_concurrent_clients_without_an_error(driver: str) -> No
             await served.recorder.wait_for(lambda _events: len(served.recorder.ended()) == CROWD)
     assert errors == []
     assert all(isinstance(e, Disconnected) for e in served.recorder.ended())
+
+
+async def test_the_blocking_server_holds_a_connection_while_no_thread_can_start(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A process limit that refuses threads for 1 s: the client is served late, not lost,
+    the acceptor survives, and the log says so in two lines (the failure, the recovery)."""
+    network = SimulatedNetwork()
+    async with virtual_runtime(network) as runtime:
+        refusing_until = trio.current_time() + 1.0
+        real_start_thread = runtime.start_thread
+
+        def start_thread(target: Callable[[], None], name: str) -> Worker:
+            if name.startswith("trio-echo 127.") and runtime.monotonic() < refusing_until:
+                raise RuntimeError("can't start new thread")
+            return real_start_thread(target, name)
+
+        runtime.start_thread = start_thread  # type: ignore[method-assign]
+        server = BlockingServer(ServerConfig(), runtime=runtime, sink=lambda _event: None)
+        with caplog.at_level(logging.WARNING, logger="trio_echo.server"):
+            await runtime.run_in_thread(server.start)
+            started = trio.current_time()
+            results = [
+                await runtime.run_in_thread(
+                    lambda label=label: run_blocking_session(  # type: ignore[misc]
+                        ClientConfig(), runtime=runtime.client(label)
+                    )
+                )
+                for label in ("first", "second")
+            ]
+            await runtime.run_in_thread(lambda: server.shutdown(grace=0))
+    assert all(result.ok for result in results), [result.error for result in results]
+    assert results[0].seconds >= 1.0 > results[1].seconds  # held, then served at once
+    assert trio.current_time() - started >= 1.0
+    lines = [record.getMessage() for record in caplog.records]
+    assert lines[0].startswith(
+        "starting a connection's thread failed: can't start new thread; retrying every 0.1 s"
+    )
+    assert lines[1].startswith("starting a connection's thread recovered after 10 failures")
+    assert len(lines) == 2

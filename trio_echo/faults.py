@@ -1,5 +1,9 @@
 """Policies both servers share for faults they can only wait out.
 
+The same rate-limited log serves the blocking server when it cannot start
+a connection's thread (a process or memory limit): it holds that
+connection, retries, and says so in a few lines, as for a failed accept.
+
 Two situations need the same answer in the Trio and the blocking driver:
 
 * ``accept`` fails because the process is out of descriptors or memory
@@ -49,9 +53,11 @@ class AcceptFailureLog:
         self,
         clock: Callable[[], float],
         *,
+        what: str = "accept",
         interval: float = ACCEPT_LOG_INTERVAL,
         log: logging.Logger = logger,
     ) -> None:
+        self._what = what
         self._clock = clock
         self._interval = interval
         self._log = log
@@ -61,7 +67,7 @@ class AcceptFailureLog:
         self._started = 0.0
         self._last_line = 0.0
 
-    def failed(self, exc: OSError, retry: float) -> None:
+    def failed(self, exc: OSError | RuntimeError, retry: float) -> None:
         """An accept failed with *exc*; the caller retries after *retry* seconds."""
         with self._lock:
             now = self._clock()
@@ -72,15 +78,17 @@ class AcceptFailureLog:
                 self._last_line = now
                 self._unreported = 0
                 self._log.error(
-                    "accept failed: %s; retrying every %g s (repeats logged every %g s)",
-                    describe_os_error(exc),
+                    "%s failed: %s; retrying every %g s (repeats logged every %g s)",
+                    self._what,
+                    _describe(exc),
                     retry,
                     self._interval,
                 )
             elif now - self._last_line >= self._interval:
                 self._log.error(
-                    "accept still failing: %s; %d failures in the last %.0f s",
-                    describe_os_error(exc),
+                    "%s still failing: %s; %d failures in the last %.0f s",
+                    self._what,
+                    _describe(exc),
                     self._unreported,
                     now - self._last_line,
                 )
@@ -95,9 +103,16 @@ class AcceptFailureLog:
             if not self._failures:
                 return
             self._log.warning(
-                "accept recovered after %d failures in %.1f s",
+                "%s recovered after %d failures in %.1f s",
+                self._what,
                 self._failures,
                 self._clock() - self._started,
             )
             self._failures = 0
             self._unreported = 0
+
+
+def _describe(exc: OSError | RuntimeError) -> str:
+    if isinstance(exc, OSError):
+        return describe_os_error(exc)
+    return str(exc) or type(exc).__name__

@@ -50,6 +50,9 @@ class BlockingServer:
         self.runtime: Runtime = runtime if runtime is not None else SocketRuntime()
         self._plans = plan_listeners(config, codec_factory)
         self._accept_failures = AcceptFailureLog(self.runtime.monotonic)
+        self._thread_failures = AcceptFailureLog(
+            self.runtime.monotonic, what="starting a connection's thread"
+        )
         self.sink: EventSink = sink if sink is not None else LoggingSink()
         self.stats = ServerStats()
         self.addresses: tuple[Address, ...] = ()
@@ -64,6 +67,7 @@ class BlockingServer:
         self._lock = threading.Lock()
         self._connections: dict[int, tuple[Stream, Worker | None]] = {}
         self._aborting = False
+        self._shutting_down = False
 
     def start(self) -> tuple[Address, ...]:
         """Listen on every spec and serve in the background; return the bound addresses."""
@@ -140,6 +144,7 @@ class BlockingServer:
     def shutdown(self, grace: float | None = None) -> None:
         """Stop accepting now; abort connections still open after *grace* seconds."""
         grace = self.config.grace if grace is None else grace
+        self._shutting_down = True
         self._stop_accepting()
         deadline = self.runtime.monotonic() + grace
         for worker in self._workers():
@@ -185,12 +190,34 @@ class BlockingServer:
                 self.runtime.sleep(ACCEPT_RETRY_SECONDS)
 
     def _start_connection(self, stream: Stream, peer: Address, plan: ListenerPlan) -> None:
+        """Serve the connection in a thread of its own, holding it while none can be started.
+
+        A thread that cannot be started (``RuntimeError``: a process or
+        memory limit) is a resource running out, like EMFILE for accept: the
+        connection waits, accepting pauses with it (the next clients wait in
+        the backlog), and the start is retried every
+        :data:`~trio_echo.faults.ACCEPT_RETRY_SECONDS`, logged a few lines a
+        run. A shutdown meanwhile closes the held connection.
+        """
         connection = next(self._ids)
         with self._lock:
             self._connections[connection] = (stream, None)
-        worker = self.runtime.start_thread(
-            lambda: self._serve(connection, stream, peer, plan), f"trio-echo {peer}"
-        )
+        while True:
+            try:
+                worker = self.runtime.start_thread(
+                    lambda: self._serve(connection, stream, peer, plan), f"trio-echo {peer}"
+                )
+                break
+            except RuntimeError as exc:
+                self._thread_failures.failed(exc, ACCEPT_RETRY_SECONDS)
+                self.runtime.sleep(ACCEPT_RETRY_SECONDS)
+                if self._shutting_down:
+                    with self._lock:
+                        del self._connections[connection]
+                    stream.close()
+                    self._slots.release()
+                    return
+        self._thread_failures.succeeded()
         with self._lock:
             if connection in self._connections:
                 self._connections[connection] = (stream, worker)
