@@ -141,6 +141,12 @@ class BlockingServer:
         self.start()
         self.wait()
 
+    @property
+    def active_connections(self) -> int:
+        """Connections being served now."""
+        with self._lock:
+            return len(self._connections)
+
     def shutdown(self, grace: float | None = None) -> None:
         """Stop accepting now; abort connections still open after *grace* seconds."""
         grace = self.config.grace if grace is None else grace

@@ -8,10 +8,11 @@ server exits 0 with a one-line summary.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import signal
 import threading
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from types import FrameType
 
 import attrs
@@ -27,6 +28,8 @@ from ..transport.spec import ListenSpec, Transport
 from ..transport.tls import TlsServerSettings
 from ..trio_driver import TrioServer
 from .common import EXIT_OK, build_config
+
+logger = logging.getLogger("trio_echo.server")
 
 
 def serve_command(args: argparse.Namespace) -> int:
@@ -82,17 +85,24 @@ def _shown(spec: ListenSpec, default: WireProtocol) -> str:
     return escape_text(str(spec))
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+"""What stops a server: Ctrl-C, a supervisor's SIGTERM, the terminal closing (SIGHUP)."""
+
+
 def _serve_trio(config: ServerConfig) -> str:
     server = TrioServer(config, sink=LoggingSink())
 
     async def serve() -> None:
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        with trio.open_signal_receiver(*STOP_SIGNALS) as signals:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_shut_down_on_signals, signals, server)
                 await nursery.start(_serve_then_stop, server, nursery.cancel_scope)
                 _announce(config, server.listeners, "trio")
 
-    trio.run(serve)
+    # A signal before Trio's receiver is in place (during start-up) arrives as
+    # KeyboardInterrupt, which Trio delivers cleanly: the server never started.
+    with _signals_interrupt(), contextlib.suppress(KeyboardInterrupt):
+        trio.run(serve)
     return server.stats.summary()
 
 
@@ -110,47 +120,112 @@ async def _shut_down_on_signals(signals: AsyncIterator[int], server: TrioServer)
     """The first signal starts a graceful shutdown; the next cancels everything at once."""
     grace: float | None = None
     async for _signum in signals:
+        _say_stopping(server.config, server.active_connections, grace)
         server.shutdown(grace)
         grace = 0
 
 
+def _say_stopping(config: ServerConfig, active: int, grace: float | None) -> None:
+    """One line, at once, saying what the shutdown now waits for."""
+    if grace == 0:
+        logger.warning("second signal: stopping now, cutting %s", _plural(active, "connection"))
+    elif active:
+        logger.warning(
+            "shutting down: no new connections; waiting up to %g s for %s to finish "
+            "(a second signal stops now)",
+            config.grace,
+            _plural(active, "connection"),
+        )
+    else:
+        logger.warning("shutting down: no connection open")
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 def _serve_blocking(config: ServerConfig) -> str:
+    """Serve until the server ends by itself or signals stop it, however many come at once.
+
+    Signal handlers only count and wake the main thread; the main thread
+    starts the graceful shutdown at the first and the hard one at the
+    second, each in a thread of its own, and waits for the server to end, so
+    no burst of signals can interrupt a shutdown half-way.
+    """
     server = BlockingServer(config, sink=LoggingSink())
-    server.start()
-    with _signals_raise(_Stop):
-        try:
-            # Announce only once a signal is handled: whoever waits for this
-            # line may stop the server at once and must still get its summary.
-            _announce(config, server.listeners, "blocking")
+    wake = threading.Event()
+    signals = _SignalCount(wake)
+    with signals.installed():
+        server.start()
+        # Announce only once signals are handled: whoever waits for this
+        # line may stop the server at once and must still get its summary.
+        _announce(config, server.listeners, "blocking")
+        ended = threading.Event()
+
+        def wait_for_the_end() -> None:
             server.wait()
-        except _Stop:
-            try:
-                server.shutdown()
-            except _Stop:
-                server.shutdown(0)
+            ended.set()
+            wake.set()
+
+        threading.Thread(target=wait_for_the_end, name="trio-echo wait", daemon=True).start()
+        stages = 0
+        while not ended.is_set():
+            wake.wait()
+            wake.clear()
+            while stages < min(signals.count, 2) and not ended.is_set():
+                grace = None if stages == 0 else 0.0
+                _say_stopping(config, server.active_connections, grace)
+                threading.Thread(
+                    target=server.shutdown, args=(grace,), name="trio-echo stop", daemon=True
+                ).start()
+                stages += 1
     return server.stats.summary()
 
 
-class _Stop(Exception):
-    """SIGINT or SIGTERM arrived."""
+class _SignalCount:
+    """Counts stop signals in the main thread and wakes whoever waits on *wake*."""
 
+    def __init__(self, wake: threading.Event) -> None:
+        self.count = 0
+        self._wake = wake
 
-class _signals_raise:
-    """Within the block, SIGINT and SIGTERM raise *exception* in the main thread."""
-
-    def __init__(self, exception: type[BaseException]) -> None:
-        self._exception = exception
-        self._saved: dict[int, object] = {}
-
-    def __enter__(self) -> None:
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
         if threading.current_thread() is not threading.main_thread():
+            yield
             return
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            self._saved[signum] = signal.signal(signum, self._raise)
+        saved = {signum: signal.signal(signum, self._handle) for signum in STOP_SIGNALS}
+        try:
+            yield
+        finally:
+            for signum, handler in saved.items():
+                signal.signal(signum, handler)
 
-    def __exit__(self, *_exc: object) -> None:
-        for signum, handler in self._saved.items():
-            signal.signal(signum, handler)  # type: ignore[arg-type]
+    def _handle(self, _signum: int, _frame: FrameType | None) -> None:
+        self.count += 1
+        self._wake.set()
 
-    def _raise(self, _signum: int, _frame: FrameType | None) -> None:
-        raise self._exception()
+
+@contextlib.contextmanager
+def _signals_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM and SIGHUP interrupt as SIGINT does.
+
+    They are raised again as SIGINT, so whichever SIGINT handler is in place
+    (Python's KeyboardInterrupt, or Trio's, which delivers it safely) handles
+    them; once Trio's signal receiver is open it takes all three itself.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    saved = {
+        signum: signal.signal(signum, _as_sigint) for signum in (signal.SIGTERM, signal.SIGHUP)
+    }
+    try:
+        yield
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
+
+
+def _as_sigint(_signum: int, _frame: FrameType | None) -> None:
+    signal.raise_signal(signal.SIGINT)

@@ -66,6 +66,7 @@ class TrioServer:
         self.listeners: tuple[ListenSpec, ...] = ()
         """Each bound socket as a spec (real address and port, protocol), a client's target."""
         self._slots = trio.Semaphore(config.max_connections)
+        self._active = 0
         self._ids = itertools.count(1)
         self._accepting = trio.CancelScope()
         self._handlers: trio.Nursery | None = None
@@ -122,6 +123,11 @@ class TrioServer:
             receive_size=self.config.receive_size,
         )
 
+    @property
+    def active_connections(self) -> int:
+        """Connections being served now."""
+        return self._active
+
     def shutdown(self, grace: float | None = None) -> None:
         """Stop accepting now; cancel connections still open after *grace* seconds.
 
@@ -169,6 +175,7 @@ class TrioServer:
         frames it waits in.
         """
         config, timeouts = self.config, self._timeouts
+        self._active += 1
         try:
             log = ConnectionLog(
                 next(self._ids),
@@ -228,6 +235,7 @@ class TrioServer:
             finally:
                 await _close_now(stream)
         finally:
+            self._active -= 1
             self._slots.release()
 
 
