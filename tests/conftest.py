@@ -7,6 +7,10 @@ every server. The helpers behind them live in :mod:`loopback`.
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
 from loopback import DRIVERS
 
@@ -32,3 +36,10 @@ def protocol(request: pytest.FixtureRequest) -> WireProtocol:
     """The wire protocol under test."""
     value: WireProtocol = request.param
     return value
+
+
+@pytest.fixture
+def short_dir() -> Iterator[Path]:
+    """A directory whose paths fit a unix socket address (about 107 bytes)."""
+    with tempfile.TemporaryDirectory(prefix="te-", dir="/tmp") as name:
+        yield Path(name)

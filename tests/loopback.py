@@ -90,6 +90,16 @@ def occupied_port() -> Iterator[int]:
         yield int(sock.getsockname()[1])
 
 
+def has_ipv6_loopback() -> bool:
+    """Whether this machine can bind ``::1`` (containers often have no IPv6 at all)."""
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
 def split_reply(reply: bytes) -> list[bytes]:
     """The payloads of a reply made of ``Re:`` pieces whose payloads hold no ``R``."""
     head, *pieces = reply.split(b"Re:")

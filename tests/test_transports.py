@@ -12,14 +12,13 @@ from __future__ import annotations
 import functools
 import os
 import socket
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 import trio
 import trio.testing
+from loopback import has_ipv6_loopback
 
 from trio_echo import (
     ClientConfig,
@@ -58,22 +57,6 @@ def replies(result: SessionResult) -> list[bytes]:
 
 def note_replies() -> list[bytes]:
     return [b"Re:" + message for message in NOTE_MESSAGES]
-
-
-@pytest.fixture
-def short_dir() -> Iterator[Path]:
-    """A directory whose paths fit a unix socket address (about 107 bytes)."""
-    with tempfile.TemporaryDirectory(prefix="te-", dir="/tmp") as name:
-        yield Path(name)
-
-
-def has_ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
-            probe.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
 
 
 @pytest.mark.parametrize("client", DRIVERS, ids=lambda d: f"{d.value}-client")
