@@ -16,7 +16,7 @@ if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup
 
 from ..errors import TrioEchoError
-from .common import EXIT_FAILED, fail_line
+from .common import EXIT_FAILED, EXIT_OUTPUT_CLOSED, OutputClosed, fail_line, silence_stdout
 from .parser import build_parser
 
 __all__ = ["build_parser", "main", "run"]
@@ -31,8 +31,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TrioEchoError as exc:
         print(fail_line(str(exc)), file=sys.stderr)
         return EXIT_FAILED
+    except (OutputClosed, BrokenPipeError):
+        silence_stdout()
+        return EXIT_OUTPUT_CLOSED
     except BaseExceptionGroup as group:
         # A nursery wraps even a single error (a server's port in use, say).
+        if _only(group, (OutputClosed, BrokenPipeError)):
+            silence_stdout()
+            return EXIT_OUTPUT_CLOSED
         error = _sole_error(group)
         if error is None:
             raise
@@ -45,6 +51,12 @@ def _sole_error(exc: BaseException) -> TrioEchoError | None:
     while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
         exc = exc.exceptions[0]
     return exc if isinstance(exc, TrioEchoError) else None
+
+
+def _only(group: BaseExceptionGroup[BaseException], kinds: tuple[type[BaseException], ...]) -> bool:
+    """True if every exception in *group*, however nested, is one of *kinds*."""
+    matched, rest = group.split(kinds)
+    return matched is not None and rest is None
 
 
 def run() -> NoReturn:

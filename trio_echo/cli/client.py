@@ -18,7 +18,7 @@ from ..session import Report, SessionResult, describe_datagram_report, silent, s
 from ..transport.spec import parse_target
 from ..transport.tls import TlsClientSettings
 from ..trio_driver import run_client as run_trio_client
-from .common import EXIT_FAILED, EXIT_OK, build_config, fail_line
+from .common import EXIT_FAILED, EXIT_OK, build_config, fail_line, show
 
 
 def client_command(args: argparse.Namespace) -> int:
@@ -43,7 +43,7 @@ def client_command(args: argparse.Namespace) -> int:
         connections=args.connections,
         timeout=args.timeout,
     )
-    report: Report = print if config.connections == 1 else silent
+    report: Report = show if config.connections == 1 else silent
     started = time.perf_counter()
     if args.blocking:
         results = run_blocking_client(config, report=report)
@@ -57,11 +57,11 @@ def _report_results(config: ClientConfig, results: Sequence[SessionResult], seco
     if config.connections > 1:
         for result in failures:
             print(f"session {result.index}: {escape_text(str(result.error))}", file=sys.stderr)
-        print(summarise(results, seconds))
+        show(summarise(results, seconds))
     else:
         datagrams = results[0].datagrams
         if datagrams is not None:
-            print(describe_datagram_report(datagrams))
+            show(describe_datagram_report(datagrams))
         if failures:
             print(fail_line(str(failures[0].error)), file=sys.stderr)
     return EXIT_FAILED if failures else EXIT_OK

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from typing import Any, NoReturn, TypeVar
@@ -11,6 +12,33 @@ from ..escape import escape_text
 
 PROG = "trio-echo"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OUTPUT_CLOSED = 141
+"""Standard output was closed (``| head``): 128 + SIGPIPE, as a Unix tool that died of it."""
+
+
+class OutputClosed(Exception):
+    """Standard output was closed under us: stop quietly, it is nobody's error."""
+
+
+def show(line: str) -> None:
+    """Print one line of a command's output; a closed standard output is :class:`OutputClosed`.
+
+    Not an ``OSError``, so no client can mistake the reader going away for
+    the server's doing.
+    """
+    try:
+        print(line, flush=True)
+    except BrokenPipeError:
+        raise OutputClosed() from None
+
+
+def silence_stdout() -> None:
+    """Point standard output at /dev/null, so nothing more fails writing to it at exit."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
 _Config = TypeVar("_Config")
 
 

@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import logging
 import signal
+import sys
 import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
 from types import FrameType
@@ -27,7 +28,7 @@ from ..transport.reflection import ReflectionPolicy
 from ..transport.spec import ListenSpec, Transport
 from ..transport.tls import TlsServerSettings
 from ..trio_driver import TrioServer
-from .common import EXIT_OK, build_config
+from .common import EXIT_OK, build_config, silence_stdout
 
 logger = logging.getLogger("trio_echo.server")
 
@@ -62,7 +63,11 @@ def serve_command(args: argparse.Namespace) -> int:
     )
     serve = _serve_blocking if args.blocking else _serve_trio
     summary = serve(config)
-    print(summary, flush=True)
+    try:
+        print(summary, flush=True)
+    except BrokenPipeError:  # stdout went away (| head): the summary goes to stderr
+        silence_stdout()
+        print(summary, file=sys.stderr, flush=True)
     return EXIT_OK
 
 
@@ -74,7 +79,10 @@ def _announce(config: ServerConfig, listeners: Sequence[ListenSpec], driver: str
     only where it is not the default.
     """
     listening = ", ".join(_shown(spec, config.protocol) for spec in listeners)
-    print(f"{config.protocol.value} server ({driver}) listening on {listening}", flush=True)
+    try:
+        print(f"{config.protocol.value} server ({driver}) listening on {listening}", flush=True)
+    except BrokenPipeError:  # nobody reads stdout: serve on, the logs go to stderr
+        silence_stdout()
 
 
 def _shown(spec: ListenSpec, default: WireProtocol) -> str:
