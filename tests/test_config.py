@@ -6,8 +6,10 @@ from typing import Any
 
 import attrs
 import pytest
+import trio
 
-from trio_echo import ClientConfig, ConfigError, ServerConfig, WireProtocol
+from trio_echo import BlockingServer, ClientConfig, ConfigError, ServerConfig, WireProtocol
+from trio_echo.blocking_driver import run_session as run_blocking_session
 
 
 def test_defaults_follow_the_seed_but_listen_on_loopback() -> None:
@@ -45,6 +47,10 @@ def test_configuration_is_frozen(config: ServerConfig | ClientConfig) -> None:
         (ServerConfig, "idle_timeout", 0),
         (ServerConfig, "idle_timeout", float("inf")),
         (ServerConfig, "idle_timeout", float("nan")),
+        (ServerConfig, "idle_timeout", 1e20),
+        (ServerConfig, "send_timeout", 1e19),
+        (ServerConfig, "grace", 2e9),
+        (ClientConfig, "timeout", 1e10),
         (ServerConfig, "send_timeout", -5),
         (ServerConfig, "grace", -0.5),
         (ServerConfig, "max_connections", 0),
@@ -112,3 +118,19 @@ def test_messages_keep_bytes_that_are_not_utf8() -> None:
     raw = b"\x00\xff\xc3\x28 caf\xc3\xa9"
     text = raw.decode("utf-8", "surrogateescape")
     assert ClientConfig(message=text, count=1).messages() == [raw]
+
+
+async def test_the_longest_timeouts_allowed_work_in_the_blocking_driver() -> None:
+    """1e9 s, the bound, fits a kernel socket timeout: a session runs, nothing overflows."""
+    longest = ServerConfig(port=0, idle_timeout=1e9, send_timeout=1e9)
+    server = BlockingServer(longest, sink=lambda _event: None)
+    (address, *_) = server.start()
+    try:
+        result = await trio.to_thread.run_sync(
+            lambda: run_blocking_session(
+                ClientConfig(host=address.host, port=address.port, timeout=1e9)
+            )
+        )
+    finally:
+        await trio.to_thread.run_sync(lambda: server.shutdown(grace=0))
+    assert result.ok, result.error

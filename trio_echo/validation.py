@@ -33,11 +33,17 @@ def _is_number(value: Any) -> bool:
 port = check(lambda v: _is_int(v) and 0 <= v <= 65535, "a port number from 0 to 65535")
 positive_int = check(lambda v: _is_int(v) and v > 0, "a positive integer")
 host = check(lambda v: isinstance(v, str) and v != "" and v.isprintable(), "a host name")
+MAX_SECONDS = 1e9
+"""Longest time any setting may name, about 31 years: far past any use, and within what
+every clock and timeout of both drivers can hold (a kernel socket timeout, a thread join)."""
+
 positive_seconds = check(
-    lambda v: v is None or (_is_number(v) and 0 < v < float("inf")), "a positive number of seconds"
+    lambda v: v is None or (_is_number(v) and 0 < v <= MAX_SECONDS),
+    "a positive number of seconds, at most 1e9",
 )
 non_negative_seconds = check(
-    lambda v: _is_number(v) and 0 <= v < float("inf"), "zero or a positive number of seconds"
+    lambda v: _is_number(v) and 0 <= v <= MAX_SECONDS,
+    "zero or a positive number of seconds, at most 1e9",
 )
 flag = check(lambda v: isinstance(v, bool), "True or False")
 non_negative_int = check(lambda v: _is_int(v) and v >= 0, "zero or a positive integer")
