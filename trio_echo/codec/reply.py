@@ -304,7 +304,7 @@ class ReplyTracker:
                     place, offset = IN_PIECE, 0
                     position += len(rest)
                     continue
-                tail = data[position:]
+                tail = data[position : position + len(rest)]
                 if len(tail) < len(rest) and rest.startswith(tail):
                     return {_reading((index, matched, IN_PREFIX, offset + len(tail)))}, size
                 return set(), position + 1
