@@ -39,6 +39,24 @@ from trio_echo.codec import (
     reply_for,
     server_codec,
 )
+from trio_echo.codec.reply import (
+    FIRST_READING,
+    IN_PIECE,
+    IN_PREFIX,
+    NEW_PIECE,
+    NEXT_REPLY,
+    PAYLOAD,
+    PREFIX,
+    PREFIX_BYTE,
+    PREFIX_END,
+    TRANSITIONS,
+    Input,
+    Place,
+    Reading,
+    ReplyTracker,
+    follow,
+    inputs_for,
+)
 from trio_echo.config import WireProtocol
 from trio_echo.errors import (
     IncompleteReply,
@@ -601,6 +619,114 @@ def test_reply_client_needs_the_whole_reply_before_eof() -> None:
     assert codec.receive_data(b"Re:0 - Se") == []
     with pytest.raises(IncompleteReply, match="Re:0 - Se"):
         codec.receive_eof()
+
+
+# --- reply: the tracker's table -----------------------------------------------------
+
+
+def test_reply_table_has_one_row_per_input_and_a_way_into_and_out_of_every_place() -> None:
+    """Every input belongs to one place, and no place is a dead end or unreachable."""
+    assert sorted(what for _place, what in TRANSITIONS) == sorted(Input)
+    assert {place for place, _what in TRANSITIONS} == set(Place)
+    assert {move.to for move in TRANSITIONS.values()} == set(Place)
+
+
+def test_reply_table_names_its_transitions() -> None:
+    in_piece = Reading(message=0, matched=2, place=IN_PIECE, offset=2)
+    assert follow(FIRST_READING, PREFIX_BYTE) == Reading(0, 0, IN_PREFIX, 1)
+    assert follow(Reading(0, 0, IN_PREFIX, 2), PREFIX_END) == Reading(0, 0, IN_PIECE, 0)
+    assert follow(in_piece, PAYLOAD) == Reading(0, 3, IN_PIECE, 3)
+    assert follow(in_piece, NEW_PIECE) == Reading(0, 2, IN_PREFIX, 1)
+    assert follow(in_piece, NEXT_REPLY) == Reading(1, 0, IN_PREFIX, 1)
+    r = b"R"[0]
+    assert inputs_for(r, in_piece, b"abRc", next_sent=False) == (PAYLOAD, NEW_PIECE)
+    assert inputs_for(r, in_piece, b"ab", next_sent=True) == (NEXT_REPLY,)
+    assert inputs_for(r, in_piece, b"ab", next_sent=False) == ()
+    assert inputs_for(r, Reading(0, 2, IN_PIECE, 0), b"abR", next_sent=True) == (PAYLOAD,)
+    full = Reading(0, MAX_PIECE, IN_PIECE, MAX_PIECE)
+    assert inputs_for(r, full, b"R" * (MAX_PIECE + 1), next_sent=False) == (NEW_PIECE,)
+
+
+@st.composite
+def readings(draw: st.DrawFn) -> tuple[Reading, bytes]:
+    """A reading anywhere in a reply, and the message it answers."""
+    message = draw(messages)
+    place = draw(st.sampled_from(Place))
+    if place is IN_PREFIX:
+        offset = draw(st.integers(0, len(PREFIX) - 1))
+        matched = draw(st.integers(0, len(message) - 1))
+    else:
+        matched = draw(st.integers(0, len(message)))
+        offset = draw(st.integers(0, min(matched, MAX_PIECE)))
+    return Reading(0, matched, place, offset), message
+
+
+@FAST
+@given(reading=readings(), byte=st.integers(0, 255), next_sent=st.booleans())
+def test_reply_table_covers_every_input_a_byte_can_be(
+    reading: tuple[Reading, bytes], byte: int, next_sent: bool
+) -> None:
+    at, message = reading
+    inputs = inputs_for(byte, at, message, next_sent)
+    assert len(set(inputs)) == len(inputs) <= 2
+    for what in inputs:
+        assert (at.place, what) in TRANSITIONS
+        moved = follow(at, what)
+        if moved.place is IN_PREFIX:
+            assert 0 < moved.offset < len(PREFIX)
+        else:
+            assert 0 <= moved.offset <= MAX_PIECE
+            assert moved.matched <= len(message)
+
+
+def table_readings(sent: Sequence[bytes], data: bytes) -> set[Reading]:
+    """The readings of *data*, one byte at a time by the table alone."""
+    current = {FIRST_READING}
+    for byte in data:
+        current = {
+            follow(reading, what)
+            for reading in current
+            if reading.message < len(sent)
+            for what in inputs_for(
+                byte, reading, sent[reading.message], reading.message + 1 < len(sent)
+            )
+        }
+    return current
+
+
+@FAST
+@given(sent=st.lists(messages, min_size=1, max_size=3), draw=st.data())
+def test_reply_tracker_runs_of_bytes_land_where_the_table_does(
+    sent: list[bytes], draw: st.DataObject
+) -> None:
+    """The tracker takes runs of bytes in one go; it must end where byte-by-byte steps do.
+
+    The messages are all expected at once, so chunks end at each reply's end
+    (as the lockstep client's reads would) and only the last reply is damaged.
+    """
+    replies = [
+        build_reply(message, draw.draw(piece_sizes(len(message)), label="sizes"))
+        for message in sent
+    ]
+    before_last = len(b"".join(replies[:-1]))
+    if draw.draw(st.booleans(), label="damaged"):
+        index = draw.draw(st.integers(0, len(replies[-1]) - 1), label="index")
+        byte = draw.draw(st.integers(0, 255), label="byte")
+        replies[-1] = replies[-1][:index] + bytes([byte]) + replies[-1][index + 1 :]
+    tracker = ReplyTracker()
+    for message in sent:
+        tracker.expect(message)
+    fed = b""
+    for chunk in (part for reply in replies for part in draw.draw(chunkings(reply))):
+        fed += chunk
+        expected = table_readings(sent, fed)
+        if not expected:
+            with pytest.raises(WrongReply):
+                tracker.feed(chunk)
+            assert len(fed) > before_last
+            return
+        tracker.feed(chunk)
+        assert tracker.readings == expected
 
 
 # --- echo and greeting: client side -------------------------------------------------
