@@ -231,3 +231,21 @@ def test_the_process_keeps_no_unix_socket_file_descriptor(short_dir: Path) -> No
 
     trio.run(main)
     assert len(os.listdir("/proc/self/fd")) == before
+
+
+@pytest.mark.parametrize("server", DRIVERS, ids=lambda d: d.value)
+async def test_both_servers_word_a_failed_handshake_alike(
+    server: Driver, tls_files: TlsFiles
+) -> None:
+    config = ServerConfig(
+        listen=[parse_listen_spec("tls://127.0.0.1:0")], tls=tls_files.server_settings()
+    )
+    with trio.fail_after(TIMEOUT):
+        async with serve(server, config) as served:
+            (spec,) = served.server.listeners
+            plain = await trio.open_tcp_stream("127.0.0.1", spec.port or 0)
+            await plain.send_all(b"0 - Send Message")
+            [failure] = await served.recorder.wait_for_kind(ConnectionFailed)
+            await plain.aclose()
+    assert failure.message == "the peer did not speak TLS (wrong version number)"
+    assert failure.errno is None

@@ -178,9 +178,11 @@ class SocketStream:
     def abort(self) -> None:
         self._aborted = True
         with contextlib.suppress(OSError):
-            self._sock.shutdown(socket.SHUT_RDWR)
+            self._sock.shutdown(socket.SHUT_RD)  # wakes a blocked recv; the end goes at close
 
     def close(self) -> None:
+        if self._aborted:  # cut by a shutdown: end as cleanly as the kernel allows
+            sockets.end_gently(self._sock)
         self._sock.close()
 
     def _set_timeout(self, option: int, timeout: float | None) -> float | None:

@@ -325,3 +325,28 @@ class UnixSocketFile:
         except FileNotFoundError:
             return False
         return True
+
+
+DRAIN_LIMIT = 262144
+"""Most bytes :func:`end_gently` reads and drops before closing."""
+
+
+def end_gently(sock: socket.socket) -> None:
+    """Before a close a shutdown forces: send end of input, drop what is already in.
+
+    Closing a socket with unread input makes the kernel send a reset in
+    place of the end of input, and the peer may lose what it had not read
+    yet. Sending end of input first and reading what already arrived (at
+    most :data:`DRAIN_LIMIT` bytes, without waiting) lets the peer read a
+    clean end wherever the kernel allows; what arrives later still resets.
+    Never raises: the socket may be broken already.
+    """
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_WR)
+    drained = 0
+    with contextlib.suppress(OSError):
+        while drained < DRAIN_LIMIT:
+            data = sock.recv(65536, socket.MSG_DONTWAIT)
+            if not data:
+                break
+            drained += len(data)

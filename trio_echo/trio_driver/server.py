@@ -16,9 +16,11 @@ the task runs the same conversation with ``receive_some`` and ``send_all``.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import math
+import socket
 from collections.abc import Callable
 
 import attrs
@@ -33,8 +35,8 @@ from ..errors import TlsError
 from ..faults import ACCEPT_RETRY_SECONDS, OUT_OF_RESOURCES, AcceptFailureLog
 from ..lifecycle import LINGER_READ_SIZE, Ending, Phase, Timeouts, next_phase
 from ..listeners import ListenerPlan, plan_listeners
+from ..transport import sockets
 from ..transport.spec import ListenSpec, Transport
-from ..transport.tls import from_tls_error
 from .datagram_server import serve_datagrams
 from .dispatcher import IDLE, Dispatcher, Seat, current_dispatcher, dispatcher_available
 from .fast_stream import FastSocketStream
@@ -229,6 +231,7 @@ class TrioServer:
                 log.ended(step, timeouts, conversation.bytes_in, conversation.bytes_out)
             except trio.Cancelled:
                 log.ended(Ending.SHUT_DOWN, timeouts, conversation.bytes_in, conversation.bytes_out)
+                _end_gently(stream)
                 raise
             except Exception as exc:
                 log.failed_with(exc, conversation.bytes_in, conversation.bytes_out)
@@ -245,6 +248,20 @@ async def _close_now(stream: trio.abc.Stream) -> None:
         stream.close()
     else:
         await trio.aclose_forcefully(stream)
+
+
+def _end_gently(stream: trio.abc.Stream) -> None:
+    """End a connection the server's shutdown cuts as cleanly as the kernel allows.
+
+    See ``transport.sockets.end_gently``; the blocking server does the same.
+    """
+    while isinstance(stream, trio.SSLStream):
+        stream = stream.transport_stream
+    if isinstance(stream, FastSocketStream):
+        sockets.end_gently(stream.socket)
+    elif isinstance(stream, trio.SocketStream):
+        with contextlib.suppress(OSError):
+            stream.socket.shutdown(socket.SHUT_WR)
 
 
 def _seat_for(stream: trio.abc.Stream) -> Seat | None:
@@ -285,13 +302,7 @@ async def _handshake(
     assert plan.tls is not None
     secure = trio.SSLStream(stream, plan.tls, server_side=True)
     with trio.move_on_after(plan.handshake_timeout) as waiting:
-        try:
-            await secure.do_handshake()
-        except trio.BrokenResourceError as exc:
-            error = from_tls_error(exc, "TLS handshake")
-            if error is None:
-                raise
-            raise error from None
+        await secure.do_handshake()  # a failure is worded by the connection's log
     if waiting.cancelled_caught:
         raise TlsError(f"TLS handshake not finished within {plan.handshake_timeout:g} s")
     return secure
