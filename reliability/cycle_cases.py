@@ -1,0 +1,3 @@
+"""Cycle cases."""
+
+CYCLE_CASES = ()
