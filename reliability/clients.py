@@ -82,7 +82,6 @@ async def close_all(streams: list[trio.SocketStream]) -> None:
         await trio.aclose_forcefully(stream)
 
 
-
 def udp_socket(host: str = HOST, port: int = 0) -> socket.socket:
     """A non-blocking UDP socket bound to *host*:*port* (port 0 lets the kernel pick).
 

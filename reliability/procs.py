@@ -4,8 +4,9 @@ Every figure is taken from a real server process: started with
 ``python -m trio_echo serve --port 0`` (or through a wrapper that first
 lowers its descriptor limit), its ports read from the line that says
 ``listening on 127.0.0.1:PORT, udp://127.0.0.1:PORT, ...`` (one entry per
-listener), its CPU time, memory and descriptors read from ``/proc/PID``. :func:`running_server` guarantees the child is gone when
-the block ends, whatever happened inside it.
+listener), its CPU time, memory and descriptors read from ``/proc/PID``.
+:func:`running_server` guarantees the child is gone when the block ends,
+whatever happened inside it.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ import re
 import ssl
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 import attrs
 import trio
@@ -20,7 +20,7 @@ import trustme
 
 from .case import Case, Measurement
 from .clients import connect, connect_tls, exchange
-from .procs import ServerProcess, running_server
+from .procs import LISTENING, ServerProcess, running_server
 
 
 @attrs.frozen
@@ -59,7 +59,8 @@ REPLY = b"Re:" + MESSAGE
 
 def log_lines(server: ServerProcess) -> list[bytes]:
     """What the server logged after announcing its listeners."""
-    return server.lines[1:]
+    announced = next(i for i, line in enumerate(server.lines) if LISTENING.search(line))
+    return server.lines[announced + 1 :]
 
 
 def clean(lines: list[bytes]) -> bool:
@@ -110,10 +111,8 @@ def _client_hello(context: ssl.SSLContext) -> bytes:
     """The bytes a TLS client sends first, made in memory."""
     hello = ssl.MemoryBIO()
     tls = context.wrap_bio(ssl.MemoryBIO(), hello, server_hostname="localhost")
-    try:
+    with suppress(ssl.SSLWantReadError):
         tls.do_handshake()
-    except ssl.SSLWantReadError:
-        pass
     return hello.read()
 
 

@@ -70,7 +70,8 @@ async def udp_flood(driver: str) -> Measurement:
     growth = flood.peak_rss - flood.rss_before
     return Measurement(
         f"{flood.answers} answers to {FLOOD:,} datagrams sent in {flood.sent_in:.2f} s "
-        f"(server received {received:,}, answered {answered:,} from both sources); bound {allowed:.0f} over {flood.elapsed:.2f} s; RSS +{growth / MIB:.2f} MiB; "
+        f"(server received {received:,}, answered {answered:,} from both sources); "
+        f"bound {allowed:.0f} over {flood.elapsed:.2f} s; RSS +{growth / MIB:.2f} MiB; "
         f"{BYSTANDER}: {flood.probes_answered}/{flood.probes} answered during, "
         f"{answered_after}/{PROBES_AFTER} after (slowest {slowest * 1000:.0f} ms); "
         f"{lines} rate-limit log line(s)",
@@ -172,18 +173,16 @@ async def reflection_ports(driver: str) -> Measurement:
         received, answered, refused = await _datagram_totals(server)
     sent = PER_PORT * len(REFLECTION_PORTS) + port_zero
     spec = server.listener("udp").encode()
-    well_formed = PRINTABLE.match(line) is not None and line.split(b" ", 1)[1].startswith(spec)
+    well_formed = PRINTABLE.match(line) is not None and line.split(b" ", 1)[1].startswith(
+        spec + b": "
+    )
     zero = "1 from port 0 over a raw socket" if port_zero else "none from port 0 (needs root)"
     return Measurement(
         f"{answers} answers to {sent} datagrams ({zero}); control answered in "
         f"{(took or 0) * 1000:.1f} ms; server received {received}, answered {answered}, "
         f"refused {refused}; {lines} log line in {within:.2f} s: "
         f"{line.decode('ascii', 'backslashreplace')!r}",
-        answers == 0
-        and took is not None
-        and refused == sent
-        and lines == 1
-        and well_formed,
+        answers == 0 and took is not None and refused == sent and lines == 1 and well_formed,
     )
 
 
