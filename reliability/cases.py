@@ -11,35 +11,20 @@ from __future__ import annotations
 
 import re
 import signal
-from collections.abc import Awaitable, Callable
 
-import attrs
 import trio
 
+from .case import Case, Measurement
 from .clients import MIB, close_all, connect, exchange, flood, read_to_eof, reset
+from .cycle_cases import CYCLE_CASES
 from .procs import ServerProcess, running_server
+from .tls_cases import TLS_CASES
+from .udp_cases import UDP_CASES
+
+__all__ = ["CASES", "Case", "Measurement"]
 
 QUIET = ["--log-level", "warning"]
 """Server flags that keep only errors in the log, so logging does not skew a figure."""
-
-
-@attrs.frozen
-class Measurement:
-    """What a case measured, in words, and whether it met its threshold."""
-
-    figure: str
-    passed: bool
-
-
-@attrs.frozen
-class Case:
-    """One row of the table, for each driver."""
-
-    name: str
-    setup: str
-    fault: str
-    threshold: str
-    run: Callable[[str], Awaitable[Measurement]]
 
 
 # --- Backpressure ------------------------------------------------------------------------------
@@ -250,14 +235,14 @@ async def resets(driver: str) -> Measurement:
         await client.aclose()
         with trio.fail_after(20):
             await server.wait_for_lines(ENDED, 1)
-        before = await _steady_descriptors(server)
+        before = await server.steady_descriptors()
         for _batch in range(RESETS // 50):
             async with trio.open_nursery() as nursery:
                 for _ in range(50):
                     nursery.start_soon(_send_and_reset, server.port)
         with trio.fail_after(20):
             await server.wait_for_lines(ENDED, 1 + RESETS)
-        after = await _settled_descriptors(server, before)
+        after = await server.settled_descriptors(before)
     return Measurement(
         f"{before} descriptors before, {after} after {RESETS} resets", after == before
     )
@@ -268,26 +253,6 @@ async def _send_and_reset(port: int) -> None:
     await exchange(client, b"x" * 1000)
     await client.send_all(b"y" * 10_000)
     await reset(client)
-
-
-async def _steady_descriptors(server: ServerProcess) -> int:
-    """The descriptor count once it has not changed for 0.2 s (a closing thread may lag its log)."""
-    count, steady_since = server.descriptors(), trio.current_time()
-    with trio.move_on_after(5):
-        while trio.current_time() - steady_since < 0.2:
-            await trio.sleep(0.05)
-            now = server.descriptors()
-            if now != count:
-                count, steady_since = now, trio.current_time()
-    return count
-
-
-async def _settled_descriptors(server: ServerProcess, target: int) -> int:
-    """The descriptor count once it reaches *target*, or after 5 s if it never does."""
-    with trio.move_on_after(5):
-        while server.descriptors() != target:
-            await trio.sleep(0.05)
-    return server.descriptors()
 
 
 # --- Many clients ------------------------------------------------------------------------------
@@ -425,5 +390,8 @@ CASES = (
         "every greeting arrives, no reset",
         greeting_with_unread_input,
     ),
+    *UDP_CASES,
+    *TLS_CASES,
+    *CYCLE_CASES,
 )
 """Every case, in the order of the table."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import ssl
 import struct
 
 import trio
@@ -26,11 +27,24 @@ async def connect(
     return trio.SocketStream(sock)
 
 
-async def exchange(stream: trio.SocketStream, message: bytes) -> bytes:
-    """Send *message* to an echo server and read back as many bytes (fewer at its close)."""
+async def connect_tls(
+    port: int, context: ssl.SSLContext, *, server_name: str = "localhost"
+) -> trio.SSLStream[trio.SocketStream]:
+    """A TLS connection to 127.0.0.1:*port*, its handshake done."""
+    stream = trio.SSLStream(await connect(port), context, server_hostname=server_name)
+    try:
+        await stream.do_handshake()
+    except BaseException:
+        await trio.aclose_forcefully(stream)
+        raise
+    return stream
+
+
+async def exchange(stream: trio.abc.Stream, message: bytes, *, expect: int | None = None) -> bytes:
+    """Send *message* and read back as many bytes, or *expect* (fewer at the server's close)."""
     await stream.send_all(message)
     received = b""
-    while len(received) < len(message):
+    while len(received) < (len(message) if expect is None else expect):
         data = await stream.receive_some(65536)
         if not data:
             break
@@ -66,3 +80,67 @@ async def close_all(streams: list[trio.SocketStream]) -> None:
     """Close every stream, ignoring ones the server already broke."""
     for stream in streams:
         await trio.aclose_forcefully(stream)
+
+
+def udp_socket(host: str = HOST, port: int = 0) -> socket.socket:
+    """A non-blocking UDP socket bound to *host*:*port* (port 0 lets the kernel pick).
+
+    A standard socket rather than a Trio one, so that :func:`drain` can read
+    what is queued without waiting; :func:`receive_datagram` waits the Trio way.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.setblocking(False)
+        sock.bind((host, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+async def send_datagram(sock: socket.socket, data: bytes, port: int) -> None:
+    """Send *data* to 127.0.0.1:*port*, waiting only while the kernel's send queue is full."""
+    while True:
+        try:
+            sock.sendto(data, (HOST, port))
+            return
+        except BlockingIOError:
+            await trio.lowlevel.wait_writable(sock)
+
+
+async def receive_datagram(sock: socket.socket) -> bytes:
+    """The next datagram *sock* receives."""
+    while True:
+        try:
+            return sock.recv(65536)
+        except BlockingIOError:
+            await trio.lowlevel.wait_readable(sock)
+
+
+async def udp_ask(
+    sock: socket.socket, port: int, message: bytes, *, wait: float, tries: int
+) -> float | None:
+    """Send *message* to 127.0.0.1:*port* until its echo comes back; seconds taken, or None.
+
+    Each try waits *wait* seconds for the answer (a datagram may be lost);
+    other datagrams arriving meanwhile are skipped.
+    """
+    started = trio.current_time()
+    for _ in range(tries):
+        await send_datagram(sock, message, port)
+        with trio.move_on_after(wait):
+            while await receive_datagram(sock) != message:
+                pass
+            return trio.current_time() - started
+    return None
+
+
+def drain(sock: socket.socket) -> int:
+    """How many datagrams were already queued on *sock*; reads them all without waiting."""
+    count = 0
+    while True:
+        try:
+            sock.recv(65536)
+        except BlockingIOError:
+            return count
+        count += 1

@@ -2,10 +2,11 @@
 
 Every figure is taken from a real server process: started with
 ``python -m trio_echo serve --port 0`` (or through a wrapper that first
-lowers its descriptor limit), its port read from the line that says
-``listening on 127.0.0.1:PORT``, its CPU time, memory and descriptors read
-from ``/proc/PID``. :func:`running_server` guarantees the child is gone when
-the block ends, whatever happened inside it.
+lowers its descriptor limit), its ports read from the line that says
+``listening on 127.0.0.1:PORT, udp://127.0.0.1:PORT, ...`` (one entry per
+listener), its CPU time, memory and descriptors read from ``/proc/PID``.
+:func:`running_server` guarantees the child is gone when the block ends,
+whatever happened inside it.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ import trio
 
 from child_output import LineCollector
 
-LISTENING = re.compile(rb"listening on 127\.0\.0\.1:(\d+)")
+LISTENING = re.compile(rb"listening on (.+)$")
+LISTENER = re.compile(r"^(?:(?P<transport>[a-z]+)://)?127\.0\.0\.1:(?P<port>\d+)")
+"""One entry of the announcement: a plain address is TCP, anything else names its transport."""
 
 _LIMITED = (
     "import resource, sys\n"
@@ -50,7 +53,28 @@ class ServerProcess:
     def __init__(self, process: trio.Process) -> None:
         self.process = process
         self.output = LineCollector()
-        self.port = 0
+        self.listeners: list[str] = []
+        """Every listener as the announcement wrote it (``udp://127.0.0.1:41235``, ...)."""
+        self.ports: dict[str, int] = {}
+        """The first bound port of each transport (``tcp``, ``udp``, ``tls``)."""
+
+    @property
+    def port(self) -> int:
+        """The TCP port (the only listener unless ``--listen`` was given)."""
+        return self.ports["tcp"]
+
+    def listened(self, announcement: str) -> None:
+        """Read the listeners and their ports from the announcement's list."""
+        self.listeners = announcement.split(", ")
+        for entry in self.listeners:
+            found = LISTENER.match(entry)
+            if found is not None:
+                transport = found.group("transport") or "tcp"
+                self.ports.setdefault(transport, int(found.group("port")))
+
+    def listener(self, transport: str) -> str:
+        """The first listener of *transport* as announced (its spec, with ``?protocol=``)."""
+        return next(entry for entry in self.listeners if entry.startswith(f"{transport}://"))
 
     @property
     def pid(self) -> int:
@@ -95,6 +119,24 @@ class ServerProcess:
         """Open file descriptors of the child."""
         return len(os.listdir(f"/proc/{self.pid}/fd"))
 
+    async def steady_descriptors(self) -> int:
+        """The descriptor count once unchanged for 0.2 s (a closing thread may lag its log)."""
+        count, steady_since = self.descriptors(), trio.current_time()
+        with trio.move_on_after(5):
+            while trio.current_time() - steady_since < 0.2:
+                await trio.sleep(0.05)
+                now = self.descriptors()
+                if now != count:
+                    count, steady_since = now, trio.current_time()
+        return count
+
+    async def settled_descriptors(self, target: int) -> int:
+        """The descriptor count once it reaches *target*, or after 5 s if it never does."""
+        with trio.move_on_after(5):
+            while self.descriptors() != target:
+                await trio.sleep(0.05)
+        return self.descriptors()
+
     async def terminate(self) -> int:
         """SIGTERM, then the exit code; SIGKILL after :data:`STOP_BOUND` seconds."""
         if self.process.returncode is None:
@@ -123,7 +165,7 @@ async def running_server(
             nursery.start_soon(server.collect)
             with trio.fail_after(10):
                 listening = await server.wait_for_lines(LISTENING)
-            server.port = int(listening.group(1))
+            server.listened(listening.group(1).decode())
             try:
                 yield server
             finally:

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import attrs
 
-from .cases import Case, Measurement
+from .case import Case, Measurement
 
 COMMAND = "python -m reliability"
 
@@ -79,10 +79,11 @@ def document(rows: Sequence[Row], cases: Sequence[Case], machine_line: str, took
     return f"""# Reliability figures
 
 How trio-echo's two servers hold up under faults and hostile clients, measured
-on real server processes (`python -m trio_echo serve --port 0 ...`) over
-loopback. Each case starts a fresh server, applies one fault, measures one
-figure and judges it against a threshold stated below. Regenerate this file
-with:
+on real server processes (`python -m trio_echo serve --port 0 ...`, with
+`--listen` for UDP and TLS) over loopback. Each case starts a fresh server,
+applies one fault, measures one figure and judges it against a threshold
+stated below; the start/stop case alone runs its servers inside one process.
+Regenerate this file with:
 
 ```sh
 {COMMAND}
@@ -109,8 +110,28 @@ starts. `{COMMAND} --help` lists options (one driver, some cases, no write).
 - "Out of descriptors" runs the server through a wrapper that lowers its own
   `RLIMIT_NOFILE` before starting the command line, then opens connections
   until the server logs `accept failed: Too many open files`.
+- "UDP flood" counts the answers the flooding socket received; the bound's
+  elapsed time runs from its first datagram to the answer, to the second
+  source (127.0.0.2, a guard bucket of its own), of a datagram sent after
+  the flood: the listener reads one queue in order, so by then it has
+  handled every flood datagram it kept. The server's exit summary says how
+  many it received (the kernel drops what overflows its queue).
+- "Reflection ports" binds ports 7 and 19 (root, or a low
+  `ip_unprivileged_port_start`) and sends from port 0 over a raw socket
+  with a hand-written UDP header, since binding port 0 picks a free port;
+  the answer to a later datagram from an ordinary port proves none was
+  coming, and the exit summary counts the refusals. The guard logs its
+  first refusal at once, then at most one line per 10 s.
+- The TLS cases make a throwaway CA and certificate with trustme in a
+  temporary directory. The trickling client sends the first bytes of a real
+  ClientHello (made with `ssl.MemoryBIO`), one every 0.3 s, so only a
+  deadline for the whole handshake, not one per read, closes it in time.
+- "Start/stop cycles" runs `python -m reliability.cycling DRIVER 200` in a
+  fresh interpreter, so only the servers' descriptors (`/proc/self/fd`) and
+  threads (`threading.active_count()`, `/proc/self/task`) are counted.
 - Times are wall-clock on a shared machine: a loaded machine makes them
   longer, never shorter, so the thresholds leave room above the ideal.
-- The same behaviours are covered by `tests/test_hardening.py`, which runs in
-  the test suite against both drivers.
+- The same behaviours are covered by the test suite against both drivers:
+  `tests/test_hardening.py`, `tests/test_udp.py`, `tests/test_reflection.py`,
+  `tests/test_tls.py` and `tests/test_start_stop_cycles.py`.
 """
