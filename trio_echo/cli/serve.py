@@ -152,6 +152,20 @@ def _plural(count: int, noun: str) -> str:
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
+BLOCKING_SWITCH_INTERVAL = 0.05
+"""Seconds a thread may hold the GIL before another asks for it, in a blocking server.
+
+CPython's default, 5 ms, makes every thread waiting for the GIL wake every
+5 ms to ask for it. When thousands of connections become ready at once
+(10,000 idle clients closing together) that is a storm of wake-ups that
+starved the server for minutes: 9,000 connections took 35 s to release, 104 s
+with logging. At 50 ms they take 5 s. A connection's thread holds the GIL
+only between system calls, which give it up anyway, so steady traffic does
+not notice (see benchmarks/RESULTS.md). The Trio driver runs one thread and
+is not concerned.
+"""
+
+
 def _serve_blocking(config: ServerConfig) -> str:
     """Serve until the server ends by itself or signals stop it, however many come at once.
 
@@ -160,6 +174,7 @@ def _serve_blocking(config: ServerConfig) -> str:
     second, each in a thread of its own, and waits for the server to end, so
     no burst of signals can interrupt a shutdown half-way.
     """
+    sys.setswitchinterval(BLOCKING_SWITCH_INTERVAL)
     server = BlockingServer(config, sink=LoggingSink())
     wake = threading.Event()
     signals = _SignalCount(wake)
