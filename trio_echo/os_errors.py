@@ -33,7 +33,8 @@ import errno
 import os
 import socket
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from typing import TypeVar
 
 import attrs
 import trio
@@ -90,25 +91,40 @@ def describe_os_error(exc: OSError) -> str:
     return str(exc) or type(exc).__name__
 
 
-def root_os_error(exc: BaseException) -> OSError | None:
-    """The OSError behind *exc*: itself, its cause, or the first of a group of causes.
+E = TypeVar("E", bound=BaseException)
+
+
+def find_cause(
+    exc: BaseException, kind: type[E], accept: Callable[[E], bool] | None = None
+) -> E | None:
+    """The first exception of *kind* behind *exc*: itself, a cause or context, or in a group.
 
     Trio wraps socket errors (``BrokenResourceError`` from ``OSError``, a
-    failed ``open_tcp_stream`` from a group of per-address errors); the errno
-    a user needs is underneath.
+    failed ``open_tcp_stream`` from a group of per-address errors, a failed
+    TLS handshake from its ``ssl.SSLError``); what a user needs is
+    underneath. Walks ``__cause__``, ``__context__`` and group members,
+    each exception once; *accept* can refuse a candidate.
     """
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(current, OSError) and current.errno is not None:
+        if isinstance(current, kind) and (accept is None or accept(current)):
             return current
         if isinstance(current, BaseExceptionGroup):
             for inner in current.exceptions:
-                found = root_os_error(inner)
+                found = find_cause(inner, kind, accept)
                 if found is not None:
                     return found
         current = current.__cause__ or current.__context__
+    return None
+
+
+def root_os_error(exc: BaseException) -> OSError | None:
+    """The OSError behind *exc* that carries an errno (see :func:`find_cause`), or *exc* itself."""
+    found = find_cause(exc, OSError, lambda error: error.errno is not None)
+    if found is not None:
+        return found
     return exc if isinstance(exc, OSError) else None
 
 

@@ -19,9 +19,7 @@ allows, so a peer that floods cannot stall the loop on its answers.
 
 from __future__ import annotations
 
-import selectors
 import socket
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -30,6 +28,7 @@ from ..connection_log import EventSink, ServerStats
 from ..transport.datagram_service import Answer, DatagramResponder, is_peer_error
 from ..transport.reflection import ReflectionPolicy
 from ..transport.spec import ListenSpec
+from .waiting import InterruptibleSocket, SocketClosed
 
 
 class DatagramService:
@@ -47,24 +46,16 @@ class DatagramService:
         receive_size: int = 65536,
     ) -> None:
         sock.setblocking(False)
-        self._sock = sock
         self._clock = clock
         self._receive_size = receive_size
         self.responder = DatagramResponder(listener, policy=policy, sink=sink, stats=stats)
         """The listener's decisions and counts (its guard included)."""
-        self._wake_read, self._wake_write = socket.socketpair()
-        self._selector = selectors.DefaultSelector()
-        self._selector.register(sock, selectors.EVENT_READ)
-        self._selector.register(self._wake_read, selectors.EVENT_READ)
-        self._lock = threading.Lock()
-        self._closed = False
-        self._running = False
-        self._released = False
+        self._socket = InterruptibleSocket(sock)
 
     @property
     def closed(self) -> bool:
         """True once :meth:`close` was called."""
-        return self._closed
+        return self._socket.closed
 
     def run(self) -> None:
         """Answer datagrams until :meth:`close`; then free what is left and return.
@@ -73,32 +64,19 @@ class DatagramService:
         end the loop; any other ``OSError`` is raised (after the descriptors
         are freed, if ``close`` came first).
         """
-        with self._lock:
-            if self._closed or self._running:
-                return
-            self._running = True
         try:
-            self._serve()
-        finally:
-            with self._lock:
-                self._running = False
-                if self._closed:
-                    self._release()
+            with self._socket.in_use():
+                self._serve()
+        except SocketClosed:
+            pass
 
     def close(self) -> None:
         """Stop serving: wake :meth:`run` at once; free every descriptor if it is not running."""
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            if self._running:
-                self._wake_write.send(b"\0")  # run() releases everything on its way out
-            else:
-                self._release()
+        self._socket.close()
 
     def _serve(self) -> None:
         responder = self.responder
-        while not self._closed:
+        while not self._socket.closed:
             received = self._receive()
             responder.report(self._clock())
             if received is None:
@@ -111,11 +89,11 @@ class DatagramService:
     def _receive(self) -> tuple[bytes, Any] | None:
         """The next datagram and its source; None if woken, a report is due, or on a peer error."""
         try:
-            return self._sock.recvfrom(self._receive_size)
+            return self._socket.sock.recvfrom(self._receive_size)
         except BlockingIOError:
             self._wait()
         except OSError as exc:
-            if self._closed:
+            if self._socket.closed:
                 return None
             if not is_peer_error(exc):
                 raise
@@ -126,28 +104,18 @@ class DatagramService:
         """Sleep until a datagram, :meth:`close`, or the responder's next report time."""
         due = self.responder.next_report_at()
         timeout = None if due is None else max(0.0, due - self._clock())
-        self._selector.select(timeout)
+        self._socket.wait(timeout)
 
     def _send(self, answer: Answer) -> int:
         """Send *answer*'s replies without blocking; how many went before any peer error."""
         for sent, reply in enumerate(answer.replies):
             try:
-                self._sock.sendto(reply, answer.sockaddr)
+                self._socket.sock.sendto(reply, answer.sockaddr)
             except OSError as exc:
-                if self._closed:
+                if self._socket.closed:
                     return sent
                 if not is_peer_error(exc):
                     raise
                 self.responder.socket_error(exc, "send to", answer.sockaddr)
                 return sent
         return len(answer.replies)
-
-    def _release(self) -> None:
-        """Free the socket, the selector and the wake-up pair; no thread is in :meth:`run`."""
-        if self._released:
-            return
-        self._released = True
-        self._selector.close()
-        self._sock.close()
-        self._wake_read.close()
-        self._wake_write.close()

@@ -15,7 +15,6 @@ import contextlib
 import enum
 import errno
 import os
-import selectors
 import socket
 import struct
 import threading
@@ -27,6 +26,7 @@ from ..address import UNKNOWN, Address
 from ..os_errors import from_os_error
 from ..transport import sockets
 from ..transport.spec import ListenSpec, Transport
+from .waiting import InterruptibleSocket, SocketClosed
 
 
 class ListenerClosed(Exception):
@@ -178,7 +178,7 @@ class SocketStream:
     def abort(self) -> None:
         self._aborted = True
         with contextlib.suppress(OSError):
-            self._sock.shutdown(socket.SHUT_RD)  # wakes a blocked recv; the end goes at close
+            self._sock.shutdown(socket.SHUT_RDWR)  # wakes a blocked recv and sends end of input
 
     def close(self) -> None:
         if self._aborted:  # cut by a shutdown: end as cleanly as the kernel allows
@@ -200,79 +200,41 @@ class SocketStream:
 
 
 class SocketListener:
-    """A listening socket plus a wake-up pipe, so ``close`` can interrupt ``accept``.
-
-    The pipe and its selector are freed by whichever ends last, ``close`` or
-    the ``accept`` it interrupts, so a process that starts and stops many
-    servers keeps no descriptor of theirs.
-    """
+    """A listening socket whose ``accept`` a ``close`` from another thread interrupts."""
 
     def __init__(self, sock: socket.socket) -> None:
-        sock.setblocking(False)
-        self._sock = sock
         self._unix_file: sockets.UnixSocketFile | None = None
         if sock.family == socket.AF_UNIX:
             self.address = Address.unix(sockets.unix_path(sock))
             self._unix_file = sockets.UnixSocketFile.of(sock)
         else:
             self.address = Address.from_sockaddr(sock.getsockname())
-        self._wake_read, self._wake_write = socket.socketpair()
-        self._selector = selectors.DefaultSelector()
-        self._selector.register(sock, selectors.EVENT_READ)
-        self._selector.register(self._wake_read, selectors.EVENT_READ)
-        self._lock = threading.Lock()
-        self._closed = False
-        self._accepting = False
+        self._socket = InterruptibleSocket(sock, before_close=self._remove_unix_file)
 
     def accept(self) -> tuple[Stream, Address]:
-        with self._lock:
-            if self._closed:
-                raise ListenerClosed()
-            self._accepting = True
+        listening = self._socket
         try:
-            return self._accept()
-        finally:
-            with self._lock:
-                self._accepting = False
-                if self._closed:
-                    self._release()
-
-    def _accept(self) -> tuple[Stream, Address]:
-        while True:
-            if self._closed:
-                raise ListenerClosed()
-            try:
-                conn, peer = self._sock.accept()
-            except BlockingIOError:
-                self._selector.select()
-                continue
-            except OSError:
-                if self._closed:  # close() from another thread won the race
-                    raise ListenerClosed() from None
-                raise
-            conn.setblocking(True)
-            if conn.family == socket.AF_UNIX:
-                return SocketStream(conn), self.address  # unix clients are unnamed
-            return SocketStream(conn), _peer(peer)
+            with listening.in_use():
+                while not listening.closed:
+                    try:
+                        conn, peer = listening.sock.accept()
+                    except BlockingIOError:
+                        listening.wait()
+                        continue
+                    conn.setblocking(True)
+                    if conn.family == socket.AF_UNIX:
+                        return SocketStream(conn), self.address  # unix clients are unnamed
+                    return SocketStream(conn), _peer(peer)
+        except SocketClosed:
+            pass
+        raise ListenerClosed()
 
     def close(self) -> None:
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            if self._unix_file is not None:
-                self._unix_file.remove()  # before closing: see UnixSocketFile
-            self._sock.close()
-            if self._accepting:
-                self._wake_write.send(b"\0")  # the accepting thread releases on its way out
-            else:
-                self._release()
+        self._socket.close()
 
-    def _release(self) -> None:
-        """Free the wake-up pipe and the selector; no thread is in :meth:`accept`."""
-        self._selector.close()
-        self._wake_read.close()
-        self._wake_write.close()
+    def _remove_unix_file(self) -> None:
+        if self._unix_file is not None:
+            self._unix_file.remove()  # before the socket closes: see UnixSocketFile
 
 
 def _peer(sockaddr: object) -> Address:

@@ -26,11 +26,11 @@ import attrs
 
 from ..errors import ConfigError, TlsError
 from ..escape import escape_text
-from ..os_errors import describe_os_error
+from ..os_errors import describe_os_error, find_cause
 from ..validation import check, flag, positive_seconds
 
 if sys.version_info < (3, 11):  # pragma: no cover
-    from exceptiongroup import BaseExceptionGroup
+    pass
 
 MINIMUM_VERSION = ssl.TLSVersion.TLSv1_2
 """The oldest TLS either side accepts: TLS 1.0 and 1.1 are deprecated (RFC 8996)."""
@@ -258,23 +258,9 @@ def root_ssl_error(exc: BaseException) -> ssl.SSLError | None:
     """The ``ssl.SSLError`` behind *exc*: itself, a cause or context, or inside a group.
 
     Trio raises ``BrokenResourceError`` from the ``SSLError`` of a failed
-    handshake; nurseries wrap that in exception groups. This walks
-    ``__cause__`` and ``__context__`` (and group members) without knowing
-    either.
+    handshake; nurseries wrap that in exception groups.
     """
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, ssl.SSLError):
-            return current
-        if isinstance(current, BaseExceptionGroup):
-            for inner in current.exceptions:
-                found = root_ssl_error(inner)
-                if found is not None:
-                    return found
-        current = current.__cause__ or current.__context__
-    return None
+    return find_cause(exc, ssl.SSLError)
 
 
 _NOT_TLS = frozenset(
