@@ -21,16 +21,16 @@ from typing import Any
 import attrs
 import trio
 
-from ..blocking_driver import run_session as run_blocking_session
-from ..config import ClientConfig, ServerConfig
-from ..session import SessionResult
-from ..trio_driver import run_session
-from .clock import run_virtual
-from .faults import NO_FAULTS, Faults
-from .network import DEFAULT_LATENCY, SimulatedNetwork
-from .recorder import EventRecorder
-from .serving import Driver, Serving, serve
-from .stream import SimulatedStream
+from ...blocking_driver import run_session as run_blocking_session
+from ...config import ClientConfig, ServerConfig
+from ...session import SessionResult
+from ...trio_driver import run_session
+from ..clock import run_virtual
+from ..faults import NO_FAULTS, Faults
+from ..network import DEFAULT_LATENCY, SimulatedNetwork
+from ..recorder import EventRecorder
+from ..serving import Driver, Serving, serve
+from ..stream import SimulatedStream
 from .transcript import Transcript, build_transcript, show_time
 
 __all__ = [

@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..codec import reply_for
-from ..config import ClientConfig
+from ...codec import reply_for
+from ...config import ClientConfig
 from .transcript import Transcript, show_bytes
 
 __all__ = [
