@@ -1,12 +1,12 @@
 """The scenario table: every row runs against both drivers and must agree.
 
-Each :class:`~trio_echo.testing.harness.Scenario` starts a server of one
+Each :class:`~.harness.Scenario` starts a server of one
 driver on a simulated network, drives it with that driver's own client or
 with scripted peers (raw streams that misbehave on purpose), and states what
 its transcript must show. Run one with ``python -m trio_echo.testing replay
 NAME``; list them with ``python -m trio_echo.testing list``.
 
-Scripted peers are plain Trio code on :class:`~trio_echo.testing.stream.SimulatedStream`,
+Scripted peers are plain Trio code on :class:`~trio_echo.testing.SimulatedStream`,
 identical for both drivers, so any difference in a transcript comes from the
 server (or, for sessions, the client) under test.
 """
