@@ -21,8 +21,7 @@ import pytest
 
 from trio_echo.testing import SCENARIOS, Driver, Scenario, ScenarioFailed, by_name, check
 from trio_echo.testing import run_scenario as run
-from trio_echo.testing.harness import ScenarioContext
-from trio_echo.testing.scenarios import seeded
+from trio_echo.testing.scenarios import ScenarioContext, seeded
 
 SEEDS = [int(seed) for seed in os.environ.get("TRIO_ECHO_SEEDS", "0,1,2").split(",")]
 SWEEP = range(1000)

@@ -48,6 +48,19 @@ def test_the_module_runs_as_a_command() -> None:
     assert done.stdout.count("sha256") == 2
 
 
-def test_an_unknown_scenario_is_named_with_the_choices() -> None:
-    with pytest.raises(KeyError, match="note-session"):
-        main(["replay", "no-such-scenario"])
+@pytest.mark.parametrize(
+    "arguments", [["replay", "no-such-scenario"], ["sweep", "--scenario", "no-such-scenario"]]
+)
+def test_an_unknown_scenario_is_one_line_and_exit_2(
+    arguments: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(arguments) == 2
+    err = capsys.readouterr().err
+    assert err == "trio_echo.testing: error: no scenario named 'no-such-scenario' (see 'list')\n"
+
+
+def test_a_malformed_option_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["replay", "note-session", "--seed", "many"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("trio_echo.testing: error: argument --seed: invalid int value")
+    assert err.count("\n") == 1

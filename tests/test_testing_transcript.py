@@ -6,7 +6,7 @@ import json
 
 from trio_echo import Address
 from trio_echo.testing import Transcript
-from trio_echo.testing.transcript import show_bytes, show_time
+from trio_echo.testing.scenarios.transcript import show_bytes, show_time
 
 PEER = Address("127.0.0.1", 40000)
 

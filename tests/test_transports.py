@@ -31,7 +31,7 @@ from trio_echo import (
 from trio_echo.blocking_driver import run_session as run_blocking_session
 from trio_echo.errors import TlsError
 from trio_echo.testing import Driver, SimulatedNetwork, serve
-from trio_echo.testing.expectations import NOTE_MESSAGES
+from trio_echo.testing.scenarios.expectations import NOTE_MESSAGES
 from trio_echo.transport.spec import ListenSpec, Transport, parse_listen_spec
 from trio_echo.trio_driver import run_session
 

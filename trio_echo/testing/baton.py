@@ -114,7 +114,6 @@ class VirtualThread(Generic[T]):
         self.now = 0.0
         """Trio's clock when the thread last got the baton (it stands still meanwhile)."""
         self.done = trio.Event()
-        self.outcome: Outcome[T] | None = None
         self._target = target
         self._deferred: list[Callable[[], object]] = []
         self._to_thread: queue.SimpleQueue[Outcome[object]] = queue.SimpleQueue()
@@ -169,9 +168,8 @@ class VirtualThread(Generic[T]):
             raise
 
     def _finish(self, message: _Finished) -> Outcome[T]:
-        self.outcome = cast(Outcome[T], message.outcome)
         self.done.set()
-        return self.outcome
+        return cast(Outcome[T], message.outcome)
 
     def _hand_over(self, reply: Outcome[object]) -> _Request | _Finished:
         """Give the thread the baton; block the Trio loop until it is handed back."""

@@ -17,7 +17,7 @@ actions in a scheduling-dependent order. The endpoints raise plain
 :class:`OSError` (and :class:`EndpointClosed` for use after close); the Trio
 stream and the blocking runtime translate those into their own vocabulary.
 Endpoints are used from the Trio thread or from a virtual thread holding the
-baton (see :mod:`~trio_echo.testing.baton`); only the waiting methods must
+baton (see :mod:`.baton`); only the waiting methods must
 run in Trio.
 """
 
@@ -61,15 +61,19 @@ class Endpoint:
     """One side of a connection, as its owner sees it."""
 
     def __init__(
-        self, connection: Connection, role: str, address: Address, incoming: Pipe, outgoing: Pipe
+        self,
+        connection: Connection,
+        direction: str,
+        address: Address,
+        incoming: Pipe,
+        outgoing: Pipe,
     ) -> None:
         self.connection = connection
-        self.role = role
+        self.direction = direction
+        """The outgoing direction, ``to_server`` or ``to_client``, as fault plans name it."""
         self.address = address
         self.incoming = incoming
         self.outgoing = outgoing
-        self.direction = "to_server" if role == "client" else "to_client"
-        """The name of the outgoing direction, as fault plans know it."""
         self.peer: Endpoint = self
         self.closed = False
         self.aborted = False
@@ -96,7 +100,7 @@ class Endpoint:
         pipe = self.incoming
         if pipe.head_ready(now):
             data, acknowledged_at = pipe.take(max_bytes, now)
-            self._wake_at(acknowledged_at, self.peer)
+            self._wake_peer_at(acknowledged_at)
             return data
         if pipe.eof_at is not None and not pipe.pieces and pipe.eof_at <= now:
             return b""
@@ -185,21 +189,18 @@ class Endpoint:
             or plan.direction != self.direction
             or pipe.written + len(piece) <= plan.after
         ):
-            self._deliver(pipe.put(piece, now))
+            self._wake_peer_at(pipe.put(piece, now))
             return b""
         keep = plan.after - pipe.written
         if keep:
-            self._deliver(pipe.put(piece[:keep], now))
+            self._wake_peer_at(pipe.put(piece[:keep], now))
         self.connection.strike_reset(now)
         return piece[keep:]
 
-    def _deliver(self, ready_at: float) -> None:
-        """Wake the reader when a piece reaches it, not before: it could only wait again."""
-        self._wake_at(ready_at, self.peer)
-
-    def _wake_at(self, when: float, endpoint: Endpoint) -> None:
-        """Wake whoever waits on *endpoint* at virtual time *when*."""
-        alarm, lot = self.connection.alarm, endpoint.lot
+    def _wake_peer_at(self, when: float) -> None:
+        """Wake whoever waits on the peer at virtual time *when*, when this side's action
+        reaches it (a piece, an acknowledgement), not before: it could only wait again."""
+        alarm, lot = self.connection.alarm, self.peer.lot
         baton.run_soon(lambda: alarm.wake_at(when, lot))
 
     async def wait_writable(self) -> None:
@@ -343,11 +344,10 @@ class Connection:
             plan=DirectionPlan(faults, seed, key, "to_client"),
             delivered=self.to_client,
         )
-        self.client = Endpoint(self, "client", client_address, downstream, upstream)
-        self.server = Endpoint(self, "server", server_address, upstream, downstream)
+        self.client = Endpoint(self, "to_server", client_address, downstream, upstream)
+        self.server = Endpoint(self, "to_client", server_address, upstream, downstream)
         self.client.peer, self.server.peer = self.server, self.client
         self.reset_plan: ResetPlan | None = plan_reset(faults, seed, key)
-        self.reset_struck = False
 
     def schedule_reset(self, endpoint: Endpoint, at: float) -> None:
         """A reset reaches *endpoint* at virtual time *at* (unless one comes sooner)."""
@@ -359,6 +359,5 @@ class Connection:
 
     def strike_reset(self, now: float) -> None:
         """The network resets the connection: both ends learn it one latency later."""
-        self.reset_struck = True
         for endpoint in (self.client, self.server):
             self.schedule_reset(endpoint, endpoint.incoming.arrival(now))

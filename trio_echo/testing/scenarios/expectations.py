@@ -1,21 +1,19 @@
 """Reading a transcript in a scenario's expectations.
 
-A :class:`~trio_echo.testing.transcript.Transcript` body is plain JSON; these
-helpers name its parts (a connection, its events, a client's session, a
-peer's notes) and state the usual expectations with messages that say what
-was found instead. They raise :class:`AssertionError`, which
-:func:`~trio_echo.testing.harness.check` turns into a report naming the
-seed and the replay command.
+A :class:`~.transcript.Transcript` body is plain JSON; these functions name
+its parts (a connection, its events, a client's session, a peer's notes) and
+state the usual expectations with messages that say what was found instead.
+They raise :class:`AssertionError`, which :func:`~.harness.check` turns into
+a report naming the seed and the replay command.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
-from ..codec import reply_for
-from ..config import ClientConfig
-from .transcript import Transcript, show_bytes
+from ...codec import reply_for
+from ...config import ClientConfig
+from .transcript import Json, Transcript, show_bytes
 
 __all__ = [
     "assert_ended",
@@ -27,8 +25,6 @@ __all__ = [
     "last",
     "notes",
 ]
-
-Json = dict[str, Any]
 
 NOTE_MESSAGES = ClientConfig().messages()
 """The seven messages of the note's client session."""

@@ -1,12 +1,12 @@
 """The scenario table: every row runs against both drivers and must agree.
 
-Each :class:`~trio_echo.testing.harness.Scenario` starts a server of one
+Each :class:`~.harness.Scenario` starts a server of one
 driver on a simulated network, drives it with that driver's own client or
 with scripted peers (raw streams that misbehave on purpose), and states what
 its transcript must show. Run one with ``python -m trio_echo.testing replay
 NAME``; list them with ``python -m trio_echo.testing list``.
 
-Scripted peers are plain Trio code on :class:`~trio_echo.testing.stream.SimulatedStream`,
+Scripted peers are plain Trio code on :class:`~trio_echo.testing.SimulatedStream`,
 identical for both drivers, so any difference in a transcript comes from the
 server (or, for sessions, the client) under test.
 """
@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import trio
 
-from ..codec import SERVER_GREETING
-from ..config import GREETING_MESSAGE, ServerConfig, WireProtocol
-from ..escape import escape
+from ...codec import SERVER_GREETING
+from ...config import GREETING_MESSAGE, ServerConfig, WireProtocol
+from ...escape import escape
+from ..faults import Faults
+from ..stream import SimulatedStream
 from .expectations import (
     assert_ended,
     assert_ok,
@@ -28,12 +30,10 @@ from .expectations import (
     last,
     notes,
 )
-from .faults import Faults
-from .harness import Scenario, ScenarioContext, ScenarioFailed, check
-from .stream import SimulatedStream
+from .harness import Scenario, ScenarioContext
 from .transcript import Transcript, show_bytes
 
-__all__ = ["SCENARIOS", "by_name", "seeded"]
+__all__ = ["SCENARIOS", "NoSuchScenario", "by_name", "seeded"]
 
 ALL_BYTES = bytes(range(256))
 
@@ -558,25 +558,23 @@ SCENARIOS: tuple[Scenario, ...] = (
 )
 
 
+class NoSuchScenario(KeyError):
+    """No row of the table has the name asked for."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+    def __str__(self) -> str:
+        return f"no scenario named {self.name!r} (see 'list')"
+
+
 def by_name(name: str) -> Scenario:
-    """The scenario called *name*; KeyError naming the choices otherwise."""
+    """The scenario called *name*; :class:`NoSuchScenario` if there is none."""
     for scenario in SCENARIOS:
         if scenario.name == name:
             return scenario
-    raise KeyError(f"no scenario {name!r}; choose from {', '.join(s.name for s in SCENARIOS)}")
-
-
-def seed_failure(name: str, seed: int) -> str | None:
-    """Check one seed of the scenario called *name*; the failure's report, or None.
-
-    Lives in an importable module so that a sweep's worker processes can
-    find it (they cannot see ``__main__``).
-    """
-    try:
-        check(by_name(name), seed)
-    except ScenarioFailed as exc:
-        return str(exc)
-    return None
+    raise NoSuchScenario(name)
 
 
 def seeded() -> list[Scenario]:

@@ -22,10 +22,10 @@ from typing import Any
 
 import attrs
 
-from ..connection_log import ConnectionEvent, ServerStats
-from ..escape import escape
-from ..session import SessionResult
-from .network import SimulatedNetwork
+from ...connection_log import ConnectionEvent, ServerStats
+from ...escape import escape
+from ...session import SessionResult
+from ..network import SimulatedNetwork
 
 __all__ = ["Transcript", "build_transcript", "show_bytes", "show_time"]
 

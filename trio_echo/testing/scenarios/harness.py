@@ -1,10 +1,10 @@
-"""Run a scenario against either driver, in virtual time, and keep its transcript.
+"""A row of the scenario table, and running it against either driver in virtual time.
 
 A :class:`Scenario` is a script plus the server configuration and network
 it runs on. :func:`play` starts the chosen driver's server on a fresh
-:class:`~trio_echo.testing.network.SimulatedNetwork`, runs the script (which
-starts sessions of the *same* driver's client, or scripted peers), stops
-the server and returns the :class:`~trio_echo.testing.transcript.Transcript`.
+:class:`~trio_echo.testing.SimulatedNetwork`, runs the script (which starts
+sessions of the *same* driver's client, or scripted peers), stops the server
+and returns the :class:`~.transcript.Transcript`.
 :func:`check` plays a scenario with both drivers and fails, naming the seed
 and the command that replays it, if their transcripts differ or the
 scenario's own expectations do not hold.
@@ -21,20 +21,19 @@ from typing import Any
 import attrs
 import trio
 
-from ..blocking_driver import run_session as run_blocking_session
-from ..config import ClientConfig, ServerConfig
-from ..session import SessionResult
-from ..trio_driver import run_session
-from .clock import run_virtual
-from .faults import NO_FAULTS, Faults
-from .network import DEFAULT_LATENCY, SimulatedNetwork
-from .recorder import EventRecorder
-from .serving import Driver, Serving, serve
-from .stream import SimulatedStream
+from ...blocking_driver import run_session as run_blocking_session
+from ...config import ClientConfig, ServerConfig
+from ...session import SessionResult
+from ...trio_driver import run_session
+from ..clock import run_virtual
+from ..faults import NO_FAULTS, Faults
+from ..network import DEFAULT_LATENCY, SimulatedNetwork
+from ..recorder import EventRecorder
+from ..serving import Driver, Serving, serve
+from ..stream import SimulatedStream
 from .transcript import Transcript, build_transcript, show_time
 
 __all__ = [
-    "Driver",
     "Scenario",
     "ScenarioContext",
     "ScenarioFailed",
