@@ -33,6 +33,9 @@ from trio_echo import (
 )
 from trio_echo.session import Report, silent
 
+NOTE_MESSAGES = ClientConfig().messages()
+"""The seven messages of the note's client, as bytes."""
+
 HOST = "127.0.0.1"
 DRIVERS = ("trio", "blocking")
 """Every driver test runs against both servers and, where a client is involved, both clients."""

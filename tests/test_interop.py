@@ -27,6 +27,7 @@ import pytest
 import trio
 from loopback import (
     HOST,
+    NOTE_MESSAGES,
     client_config,
     has_ipv6_loopback,
     run_session,
@@ -38,7 +39,6 @@ from child_output import LineCollector
 from trio_echo import Address, Exchange, ServerConfig, WireProtocol, WrongReply
 from trio_echo.codec import SERVER_GREETING
 from trio_echo.testing import EventRecorder, Serving, serve
-from trio_echo.testing.expectations import NOTE_MESSAGES
 from trio_echo.transport.spec import ListenSpec, Transport, parse_listen_spec
 
 if TYPE_CHECKING:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from loopback import has_ipv6_loopback
 
 from trio_echo.errors import AddressInUse, ConfigError, NetworkError
 from trio_echo.transport import sockets
@@ -22,17 +23,6 @@ from trio_echo.transport.spec import ListenSpec, parse_listen_spec
 
 TIMEOUT = 5.0
 """Bound on every blocking socket call in these tests."""
-
-
-def _has_ipv6_loopback() -> bool:
-    if not socket.has_ipv6:
-        return False
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
-            probe.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
 
 
 def _has_second_loopback() -> bool:
@@ -44,7 +34,7 @@ def _has_second_loopback() -> bool:
     return True
 
 
-needs_ipv6 = pytest.mark.skipif(not _has_ipv6_loopback(), reason="no IPv6 loopback here")
+needs_ipv6 = pytest.mark.skipif(not has_ipv6_loopback(), reason="no IPv6 loopback here")
 needs_127_0_0_2 = pytest.mark.skipif(not _has_second_loopback(), reason="127.0.0.2 not loopback")
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
 
@@ -136,7 +126,7 @@ def test_the_ipv6_wildcard_leaves_ipv4_to_its_own_listener(bound: list[socket.so
 
 
 def _two_loopback_addresses() -> tuple[list[tuple[Any, ...]], int]:
-    if _has_ipv6_loopback():
+    if has_ipv6_loopback():
         return [
             (socket.AF_INET, "127.0.0.1", ("127.0.0.1", 0)),
             (socket.AF_INET6, "::1", ("::1", 0, 0, 0)),
@@ -151,7 +141,7 @@ def _two_loopback_addresses() -> tuple[list[tuple[Any, ...]], int]:
 def two_addresses(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, Any]]:
     """Make the name ``both`` resolve to two loopback addresses (IPv4 and IPv6 when possible)."""
     entries, _family = _two_loopback_addresses()
-    if not _has_ipv6_loopback() and not _has_second_loopback():
+    if not has_ipv6_loopback() and not _has_second_loopback():
         pytest.skip("only one loopback address here")  # pragma: no cover
     real = socket.getaddrinfo
 

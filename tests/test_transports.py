@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import pytest
 import trio
 import trio.testing
-from loopback import has_ipv6_loopback
+from loopback import NOTE_MESSAGES, has_ipv6_loopback
 
 from trio_echo import (
     ClientConfig,
@@ -31,7 +31,6 @@ from trio_echo import (
 from trio_echo.blocking_driver import run_session as run_blocking_session
 from trio_echo.errors import TlsError
 from trio_echo.testing import Driver, SimulatedNetwork, serve
-from trio_echo.testing.scenarios.expectations import NOTE_MESSAGES
 from trio_echo.transport.spec import ListenSpec, Transport, parse_listen_spec
 from trio_echo.trio_driver import run_session
 

@@ -26,6 +26,7 @@ from typing import Any
 import attrs
 import pytest
 import trio
+from loopback import has_ipv6_loopback
 
 from trio_echo.blocking_driver import datagram_client as blocking_client
 from trio_echo.blocking_driver.datagram_server import DatagramService
@@ -46,16 +47,7 @@ BOUND = 10.0
 """Wall-clock bound on any one test's waits (never reached when things work)."""
 
 
-def _has_ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sock:
-            sock.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
-
-
-HAS_IPV6 = _has_ipv6_loopback()
+HAS_IPV6 = has_ipv6_loopback()
 
 
 @attrs.frozen
