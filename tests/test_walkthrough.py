@@ -153,9 +153,9 @@ def test_quoted_lines_are_in_their_files() -> None:
         source = (DOCS / block.argument).resolve()
         lines = [line.strip() for line in source.read_text(encoding="utf-8").splitlines()]
         excerpt = [line.strip() for line in block.code.splitlines()]
-        assert any(
-            lines[at : at + len(excerpt)] == excerpt for at in range(len(lines))
-        ), f"line {block.line}: these lines are not in {block.argument}:\n{block.code}"
+        assert any(lines[at : at + len(excerpt)] == excerpt for at in range(len(lines))), (
+            f"line {block.line}: these lines are not in {block.argument}:\n{block.code}"
+        )
 
 
 @pytest.mark.parametrize("path", [ENGLISH, KOREAN], ids=lambda path: path.name)
