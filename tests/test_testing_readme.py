@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import trio.testing
+from markdown_blocks import block_after
 
 from trio_echo.testing import SCENARIOS
 
@@ -19,10 +19,7 @@ Test = Callable[[trio.testing.MockClock], Awaitable[None]]
 
 def example() -> str:
     """The Python block that follows the marker in the README."""
-    text = README.read_text(encoding="utf-8")
-    match = re.search(re.escape(MARKER) + r"\s*```python\n(.*?)```", text, re.DOTALL)
-    assert match, f"no python block after {MARKER} in README.md"
-    return match.group(1)
+    return block_after(README.read_text(encoding="utf-8"), MARKER, "python").code
 
 
 def example_tests() -> dict[str, Test]:
