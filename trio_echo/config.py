@@ -72,6 +72,13 @@ class ServerConfig:
     """Serve one client, then exit (the note's server's behaviour)."""
     max_line: int = attrs.field(default=65536, validator=positive_int)
     """Longest greeting line accepted, in bytes, not counting the newline."""
+    line_timeout: float | None = attrs.field(default=60.0, validator=positive_seconds)
+    """Longest time a greeting line may take to arrive in all, from accept; None: no limit.
+
+    The idle timeout restarts with every byte, so a peer sending one byte
+    every few seconds would hold its slot for ever; this deadline does not
+    move (nginx's ``client_header_timeout``, 60 s).
+    """
     idle_timeout: float | None = attrs.field(default=60.0, validator=positive_seconds)
     """Close a connection that sends nothing for this long; None waits forever."""
     send_timeout: float | None = attrs.field(default=60.0, validator=positive_seconds)

@@ -277,6 +277,9 @@ class ConnectionLog:
         if ending is Ending.STALLED:
             self.failed_with(stalled_send(timeouts.send), bytes_in, bytes_out)
             return
+        if ending is Ending.SLOW_LINE:
+            self.failed(f"no whole line within {timeouts.line:g} s", None, bytes_in, bytes_out)
+            return
         if self._close(bytes_in, bytes_out, failed=False):
             reason = _ending_reason(ending, timeouts)
             self._sink(

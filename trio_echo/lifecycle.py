@@ -6,6 +6,7 @@ one timeout of its own::
     phase       operation                      its timeout        when it runs out
     (HANDSHAKE  TLS handshake, tls:// only     handshake_timeout  ended FAILED)
     READING     receive what the peer sends    idle_timeout       ended IDLE
+                (a greeting line, in all)      line_timeout       ended SLOW_LINE
     SENDING     write the reply                send_timeout       ended STALLED
     LINGERING   half-close, drain the input    linger_seconds     ended COMPLETE
 
@@ -57,6 +58,8 @@ class Ending(enum.Enum):
     """The peer sent nothing for the idle timeout."""
     STALLED = "stalled"
     """The peer took no bytes of a reply for the send timeout."""
+    SLOW_LINE = "slow line"
+    """A greeting line was not whole within the line timeout, however steadily it trickled."""
     SHUT_DOWN = "server shut down"
     """The server's shutdown cut the connection."""
     FAILED = "failed"
@@ -91,10 +94,13 @@ class Timeouts:
     idle: float
     send: float
     linger: float
+    line: float = math.inf
+    """A greeting line's deadline from accept (``math.inf`` for other protocols)."""
 
     @classmethod
     def of(cls, config: ServerConfig) -> Timeouts:
         """The timeouts *config* asks for; lingering never outlasts the idle timeout."""
         idle = math.inf if config.idle_timeout is None else config.idle_timeout
         send = math.inf if config.send_timeout is None else config.send_timeout
-        return cls(idle=idle, send=send, linger=min(LINGER_SECONDS, idle))
+        line = math.inf if config.line_timeout is None else config.line_timeout
+        return cls(idle=idle, send=send, linger=min(LINGER_SECONDS, idle), line=line)

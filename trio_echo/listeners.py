@@ -19,7 +19,7 @@ from collections.abc import Callable
 import attrs
 
 from .codec import ServerCodec, server_codec
-from .config import ServerConfig
+from .config import ServerConfig, WireProtocol
 from .transport.spec import ListenSpec, Transport
 from .transport.tls import server_context
 
@@ -34,6 +34,12 @@ class ListenerPlan:
     """Set for ``tls://``: every accepted connection handshakes with it first."""
     handshake_timeout: float = math.inf
     """Seconds a TLS handshake may take before the connection fails."""
+    reading_limit: float = math.inf
+    """Seconds from accept within which the conversation must be finished reading.
+
+    The line timeout for ``greeting``, whose one read is a line; unlimited
+    for ``reply`` and ``echo``, which read for as long as the peer talks.
+    """
 
     def bound_as(self, spec: ListenSpec) -> ListenerPlan:
         """This plan for one socket its spec was bound to (the real address and port)."""
@@ -48,14 +54,16 @@ def plan_listeners(
     handshake = math.inf
     if config.tls is not None and config.tls.handshake_timeout is not None:
         handshake = config.tls.handshake_timeout
+    line = math.inf if config.line_timeout is None else config.line_timeout
     plans = []
     for spec in config.listeners():
         assert spec.protocol is not None  # listeners() decides every protocol
         factory = codec_factory or functools.partial(
             server_codec, spec.protocol, max_line=config.max_line
         )
+        limit = line if spec.protocol is WireProtocol.GREETING else math.inf
         if spec.transport is Transport.TLS:
-            plans.append(ListenerPlan(spec, factory, context, handshake))
+            plans.append(ListenerPlan(spec, factory, context, handshake, limit))
         else:
-            plans.append(ListenerPlan(spec, factory))
+            plans.append(ListenerPlan(spec, factory, reading_limit=limit))
     return plans

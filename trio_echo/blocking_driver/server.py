@@ -238,7 +238,7 @@ class BlockingServer:
             try:
                 if plan.tls is not None:
                     stream = self._handshake(stream, plan)
-                ending = self._converse(stream, conversation)
+                ending = self._converse(stream, conversation, plan.reading_limit)
             except Exception as exc:
                 if self._aborting and isinstance(exc, OSError):
                     ending = Ending.SHUT_DOWN
@@ -266,18 +266,24 @@ class BlockingServer:
             ) from None
         return secure
 
-    def _converse(self, stream: Stream, conversation: Conversation) -> Ending:
-        """Run the phases of :mod:`~trio_echo.lifecycle` to the connection's ending."""
-        size, timeouts = self.config.receive_size, self._timeouts
+    def _converse(self, stream: Stream, conversation: Conversation, limit: float) -> Ending:
+        """Run the phases of :mod:`~trio_echo.lifecycle` to the connection's ending.
+
+        Reading must be over within *limit* seconds from now (a greeting
+        line's deadline; ``math.inf`` for none), whatever the idle timeout.
+        """
+        size, timeouts, clock = self.config.receive_size, self._timeouts, self.runtime.monotonic
         idle, patience = self.config.idle_timeout, self.config.send_timeout
+        cap = math.inf if limit == math.inf else clock() + limit
         outgoing = b""
         step: Phase | Ending = Phase.READING
         while step is Phase.READING or step is Phase.SENDING:
             if step is Phase.READING:
+                timeout = idle if cap == math.inf else _within(idle, cap - clock())
                 try:
-                    received = stream.recv(size, idle)
+                    received = stream.recv(size, timeout)
                 except TimeoutError:
-                    return Ending.IDLE
+                    return Ending.SLOW_LINE if clock() >= cap else Ending.IDLE
                 outgoing = conversation.respond(received)
             else:
                 try:
@@ -314,3 +320,9 @@ class BlockingServer:
                 raise  # cut by shutdown: reported as "server shut down", as by the Trio server
         if drained:
             conversation.drained(drained)
+
+
+def _within(idle: float | None, left: float) -> float:
+    """The read timeout that respects both the idle timeout and what is left of a deadline."""
+    left = max(left, 0.000001)  # a socket timeout of 0 would mean "never"
+    return left if idle is None else min(idle, left)

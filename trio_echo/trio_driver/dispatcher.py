@@ -115,6 +115,7 @@ class Seat:
     """
 
     __slots__ = (
+        "cap",
         "conversation",
         "deadline",
         "idle",
@@ -132,6 +133,8 @@ class Seat:
         self.conversation: Conversation | None = None
         self.receive_size = 0
         self.idle = math.inf
+        self.cap = math.inf
+        """A deadline no input moves (a greeting line's); ``math.inf`` for none."""
         self.deadline = math.inf
         self.queued = math.inf
         """When this connection's entry in the deadline heap falls due (inf: none)."""
@@ -154,13 +157,15 @@ class Dispatcher:
         *,
         receive_size: int,
         idle: float,
+        cap: float = math.inf,
     ) -> bytes | _Idle:
         """Answer the peer from the dispatcher until the task is needed.
 
         Returns what remains of a reply the kernel did not take at once (the
         caller sends it, then comes back), ``b""`` when the conversation has
         finished or the peer closed, or :data:`IDLE` when no input arrived
-        for *idle* seconds. A socket or conversation error is raised here, in
+        for *idle* seconds or the absolute time *cap* came (a deadline that
+        input does not move). A socket or conversation error is raised here, in
         the connection's task. *seat* is the connection's, from
         :meth:`seat_for`.
         """
@@ -176,9 +181,10 @@ class Dispatcher:
         seat.conversation = conversation
         seat.receive_size = receive_size
         seat.idle = idle
+        seat.cap = cap
         seat.stream.on_close = functools.partial(self._abandon, seat)
         self._served[fd] = seat
-        self._watch(seat, trio.current_time() + idle)
+        self._watch(seat, min(trio.current_time() + idle, cap))
 
         def abort(_: RaiseCancelT) -> Abort:
             self._release(fd, seat)
@@ -308,7 +314,8 @@ class Dispatcher:
         elif conversation.finished or not data:
             self._hand_back(fd, state, outcome.Value(b""))
         else:
-            state.deadline = now + state.idle
+            deadline = now + state.idle
+            state.deadline = deadline if deadline < state.cap else state.cap
 
     def _expire(self, now: float) -> None:
         """Hand back connections idle past their deadline as :data:`IDLE`; requeue the rest.

@@ -187,6 +187,9 @@ class TrioServer:
                 stats=self.stats,
             )
             conversation = Conversation(plan.codec_factory(), log)
+            cap = math.inf  # when reading must be over, however steadily the peer trickles
+            if plan.reading_limit != math.inf:
+                cap = trio.current_time() + plan.reading_limit
             try:
                 if plan.tls is not None:
                     stream = await _handshake(stream, plan)
@@ -201,16 +204,18 @@ class TrioServer:
                                 conversation,
                                 receive_size=config.receive_size,
                                 idle=timeouts.idle,
+                                cap=cap,
                             )
                             if served is IDLE:
-                                step = Ending.IDLE
+                                step = _timed_out_reading(cap)
                                 break
                             outgoing = served
                         else:
-                            with trio.move_on_after(timeouts.idle) as waiting:
+                            deadline = min(trio.current_time() + timeouts.idle, cap)
+                            with trio.move_on_at(deadline) as waiting:
                                 received = await stream.receive_some(config.receive_size)
                             if waiting.cancelled_caught:
-                                step = Ending.IDLE
+                                step = _timed_out_reading(cap)
                                 break
                             outgoing = conversation.respond(received)
                     else:
@@ -240,6 +245,11 @@ class TrioServer:
         finally:
             self._active -= 1
             self._slots.release()
+
+
+def _timed_out_reading(cap: float) -> Ending:
+    """How a read that ran out of time ends: past the line's deadline, or merely idle."""
+    return Ending.SLOW_LINE if trio.current_time() >= cap else Ending.IDLE
 
 
 async def _close_now(stream: trio.abc.Stream) -> None:

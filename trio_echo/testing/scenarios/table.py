@@ -13,6 +13,8 @@ server (or, for sessions, the client) under test.
 
 from __future__ import annotations
 
+import contextlib
+
 import trio
 
 from ...codec import SERVER_GREETING
@@ -113,6 +115,27 @@ async def drip_at_the_limit(context: ScenarioContext) -> None:
 def expect_drip_at_the_limit(transcript: Transcript) -> None:
     assert_ended(transcript, "punctual", "Disconnected", reason="idle for 60 s", at="60.003000")
     assert connection(transcript, "punctual")["to_server"] == show_bytes(b"H")
+
+
+async def trickle(context: ScenarioContext) -> None:
+    stream = await context.connect("trickler")
+    for byte in GREETING_MESSAGE.encode() + b"\n":
+        with contextlib.suppress(trio.BrokenResourceError):
+            await stream.send_all(bytes([byte]))
+        await trio.sleep(5)
+    await read_to_end(context, "trickler", stream)
+    await stream.aclose()
+
+
+def expect_trickle(transcript: Transcript) -> None:
+    assert_ended(
+        transcript,
+        "trickler",
+        "ConnectionFailed",
+        message="no whole line within 60 s",
+        at="60.001000",
+    )
+    assert connection(transcript, "trickler")["to_server"] == show_bytes(b"Hello from c")
 
 
 async def idle(context: ScenarioContext) -> None:
@@ -417,6 +440,13 @@ SCENARIOS: tuple[Scenario, ...] = (
         expect=expect_drip,
     ),
     Scenario(
+        name="slow-greeting",
+        checks="a greeting line that trickles a byte every 5 s is cut at the 60 s line timeout",
+        script=trickle,
+        server=ServerConfig(protocol=WireProtocol.GREETING),
+        expect=expect_trickle,
+    ),
+    Scenario(
         name="idle-timeout",
         checks="a client that sends nothing is closed after exactly the 60 s idle timeout",
         script=idle,
@@ -426,7 +456,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         name="timeout-tie",
         checks="bytes arriving at the very instant the idle timeout expires come too late",
         script=drip_at_the_limit,
-        server=ServerConfig(protocol=WireProtocol.GREETING),
+        server=ServerConfig(protocol=WireProtocol.GREETING, line_timeout=None),
         expect=expect_drip_at_the_limit,
     ),
     Scenario(
