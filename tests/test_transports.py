@@ -248,3 +248,24 @@ async def test_both_servers_word_a_failed_handshake_alike(
             await plain.aclose()
     assert failure.message == "the peer did not speak TLS (wrong version number)"
     assert failure.errno is None
+
+
+@pytest.mark.parametrize("server", DRIVERS, ids=lambda d: d.value)
+async def test_the_note_over_tls_on_the_simulated_network(
+    server: Driver, tls_files: TlsFiles, autojump_clock: trio.testing.MockClock
+) -> None:
+    """TLS is a layer over any stream: the whole conversation runs in virtual time."""
+    network = SimulatedNetwork()
+    config = ServerConfig(
+        listen=[parse_listen_spec("tls://127.0.0.1:3443")], tls=tls_files.server_settings()
+    )
+    async with serve(server, config, network=network):
+        target = ClientConfig.for_target(
+            parse_listen_spec("tls://127.0.0.1:3443"), tls=tls_files.client_settings()
+        )
+        start = trio.current_time()
+        result = await run_session(target, network=network.client("alice"))
+        took = trio.current_time() - start
+    assert result.ok, result.error
+    assert replies(result) == note_replies()
+    assert took < 0.1  # virtual seconds: a handshake and seven round trips of 2 ms
