@@ -31,8 +31,11 @@ only a retry or giving up makes progress.
 class DatagramConversation:
     """The messages of one UDP session, their retries, their answers and the verdict."""
 
-    def __init__(self, config: ClientConfig, report: Report = silent) -> None:
+    def __init__(
+        self, config: ClientConfig, report: Report = silent, *, keep_exchanges: bool = True
+    ) -> None:
         self._config = config
+        self._keep = keep_exchanges
         self._report = report
         self._messages = config.messages()
         self.where = f"udp://{config.target}"
@@ -43,7 +46,10 @@ class DatagramConversation:
             config.protocol, self._messages, timeout=self.timeout, retries=config.retries
         )
         self.exchanges: list[Exchange] = []
-        """The messages answered, each with its whole answer, in the order they were answered."""
+        """The messages answered, each with its whole answer, in the order they were answered
+        (empty unless exchanges are kept)."""
+        self.round_trips = 0
+        """Messages answered so far."""
         self._first_sends = 0
 
     @property
@@ -98,6 +104,7 @@ class DatagramConversation:
             error if error is not None else self.error(),
             seconds,
             report,
+            round_trips=self.round_trips,
         )
 
     def _settle(self) -> None:
@@ -109,7 +116,9 @@ class DatagramConversation:
             self._report(f"no answer: {escape(outcome.message)} (sent {outcome.sends} times)")
             return
         answer = b"".join(answer_datagram(self._config.protocol, outcome.message))
-        self.exchanges.append(Exchange(outcome.message, answer))
+        self.round_trips += 1
+        if self._keep:
+            self.exchanges.append(Exchange(outcome.message, answer))
         self._report(f"received: {show_reply(self._config.protocol, answer)}")
 
     def _lost(self, report: DatagramReport) -> str:

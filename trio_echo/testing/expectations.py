@@ -30,7 +30,7 @@ __all__ = [
 
 Json = dict[str, Any]
 
-NOTE_MESSAGES = ClientConfig().messages()
+NOTE_MESSAGES = list(ClientConfig().messages())
 """The seven messages of the note's client session."""
 
 
