@@ -302,3 +302,16 @@ def test_protocol_and_log_level_take_any_case() -> None:
         assert server.protocol == "echo"
         server.cli.process.send_signal(signal.SIGTERM)
         assert server.cli.wait() == 0
+
+
+# --- 5: a reply no server of the protocol could send ---------------------------------------
+
+
+@pytest.mark.parametrize("server_protocol", [WireProtocol.REPLY, WireProtocol.ECHO])
+def test_the_greeting_client_refuses_another_protocols_reply(server_protocol: WireProtocol) -> None:
+    with blocking_server(server_protocol) as port:
+        client = run_cli("client", "--protocol", "greeting", "--port", str(port))
+    assert client.returncode == 1
+    assert client.stdout.splitlines() == ['sent: "Hello from client"']
+    (line,) = client.stderr.splitlines()
+    assert line.startswith("trio-echo: reply ") and "is not a greeting server's" in line, line
