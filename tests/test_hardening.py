@@ -332,8 +332,8 @@ async def test_over_long_greeting_line_ends_that_connection(
             await greeter.aclose()
     assert isinstance(ended, ConnectionFailed)
     assert ended.message == "line longer than 1000 bytes"
-    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert any(m.endswith("Message: line longer than 1000 bytes") for m in warnings)
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert any(m.endswith(" failed: line longer than 1000 bytes") for m in errors)
 
 
 # --- Bad input ------------------------------------------------------------------------------------

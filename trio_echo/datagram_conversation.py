@@ -19,6 +19,7 @@ from .errors import NetworkError, Timeout, TrioEchoError, WrongReply
 from .escape import escape
 from .os_errors import from_os_error
 from .session import Exchange, Report, SessionResult, show_reply, silent
+from .words import counted
 
 DEFAULT_TIMEOUT = 2.0
 """Seconds to wait for an answer when the configuration says "wait forever" (``timeout=None``).
@@ -113,7 +114,9 @@ class DatagramConversation:
 
     def _report_outcome(self, outcome: MessageOutcome) -> None:
         if not outcome.answered:
-            self._report(f"no answer: {escape(outcome.message)} (sent {outcome.sends} times)")
+            self._report(
+                f"no answer: {escape(outcome.message)} (sent {counted(outcome.sends, 'time')})"
+            )
             return
         answer = b"".join(answer_datagram(self._config.protocol, outcome.message))
         self.round_trips += 1
@@ -127,7 +130,7 @@ class DatagramConversation:
             "no retries" if retries == 0 else f"{retries} retr{'y' if retries == 1 else 'ies'} each"
         )
         line = (
-            f"{report.lost} of {report.sent} messages to {self.where} got no answer "
+            f"{report.lost} of {counted(report.sent, 'message')} to {self.where} got no answer "
             f"within {self.timeout:g} s ({each})"
         )
         if report.late:
@@ -139,5 +142,5 @@ class DatagramConversation:
         sample = report.wrong_samples[0] if report.wrong_samples else "(not kept)"
         line = f"{report.wrong} {noun} from {self.where} answered nothing sent, first {sample}"
         if report.lost:
-            line += f"; {report.lost} of {report.sent} messages got no answer"
+            line += f"; {report.lost} of {counted(report.sent, 'message')} got no answer"
         return line

@@ -41,7 +41,7 @@ class LineTooLong(RemoteProtocolError):
     """A line grew past the configured limit before its newline arrived."""
 
     def __init__(self, limit: int) -> None:
-        super().__init__(f"line longer than {limit} bytes")
+        super().__init__(f"line longer than {limit} byte{'' if limit == 1 else 's'}")
         self.limit = limit
 
 

@@ -17,6 +17,7 @@ from .codec import ClientCodec, DatagramReport, ReplyReceived, client_codec
 from .config import ClientConfig, WireProtocol
 from .errors import IncompleteReply, Timeout, TrioEchoError
 from .escape import escape
+from .words import counted
 
 Report = Callable[[str], None]
 """Where a client's lines go: ``print`` on the command line, a list in a test."""
@@ -129,7 +130,8 @@ class ClientSession:
         if not partial:
             return Timeout(f"no reply from {where} within {seconds:g} s")
         return IncompleteReply(
-            f"reply from {where} still incomplete after {seconds:g} s: got {len(partial)} bytes, "
+            f"reply from {where} still incomplete after {seconds:g} s: "
+            f"got {counted(len(partial), 'byte')}, "
             f"{escape(partial)}, for {escape(self._current)}"
         )
 
