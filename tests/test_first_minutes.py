@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
+import os
 import re
 import resource
 import signal
+import socket
 import subprocess
 import tracemalloc
 from collections.abc import Iterator
@@ -19,13 +22,22 @@ import pytest
 import trio
 from loopback import CLI, LINE_TIMEOUT, cli_process, cli_server, refusing_port, run_cli
 
-from trio_echo import BlockingServer, ClientConfig, ServerConfig, WireProtocol
+from trio_echo import Address, BlockingServer, ClientConfig, ServerConfig, WireProtocol
 from trio_echo.blocking_driver import run_client as run_blocking_client
 from trio_echo.cli import main
 from trio_echo.cli.client import describe_failures
 from trio_echo.client_tally import ClientTally, FailureGroup
+from trio_echo.connection_log import (
+    BytesDiscarded,
+    ConnectionFailed,
+    Disconnected,
+    LoggingSink,
+    MessageReceived,
+    ServerStats,
+)
 from trio_echo.datagram_conversation import DatagramConversation
-from trio_echo.session import ClientSession
+from trio_echo.faults import AcceptFailureLog
+from trio_echo.session import ClientSession, describe_run
 from trio_echo.transport.spec import Transport
 from trio_echo.trio_driver import TrioServer
 from trio_echo.trio_driver import run_client as run_trio_client
@@ -315,3 +327,108 @@ def test_the_greeting_client_refuses_another_protocols_reply(server_protocol: Wi
     assert client.stdout.splitlines() == ['sent: "Hello from client"']
     (line,) = client.stderr.splitlines()
     assert line.startswith("trio-echo: reply ") and "is not a greeting server's" in line, line
+
+
+# --- 9, 10, 13: what the server's log says, at which level, in which words ------------------
+
+
+LONG_LINE = b"x" * 35
+
+
+@pytest.mark.parametrize("driver", ["trio", "blocking"])
+def test_error_level_shows_a_failed_connection_in_plain_words(driver: str) -> None:
+    """``--log-level error`` shows the failure, worded at once, and the bytes it read count."""
+    flags = ["--protocol", "greeting", "--max-line", "32", "--log-level", "error"]
+    with cli_server(*flags, *DRIVER_FLAGS[driver]) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=LINE_TIMEOUT) as peer:
+            peer.sendall(LONG_LINE)
+            line = server.cli.stderr.wait_for(re.compile(" failed: "))
+            assert peer.recv(100) == b""
+        server.cli.process.send_signal(signal.SIGTERM)
+        assert server.cli.wait() == 0
+        stdout = server.cli.stdout.rest()
+    assert line is not None and re.fullmatch(
+        r"\d\d:\d\d:\d\d 127\.0\.0\.1:\d+ failed: line longer than 32 bytes", line
+    ), line
+    assert stdout[-1] == "served 1 connection, 35 bytes in, 0 bytes out, 1 error"
+
+
+def test_an_os_failure_reads_as_message_and_errno(caplog: pytest.LogCaptureFixture) -> None:
+    peer = Address("127.0.0.1", 5000)
+    sink = LoggingSink()
+    with caplog.at_level(logging.INFO, logger="trio_echo.server"):
+        sink(ConnectionFailed(1, peer, 0.0, errno.ECONNRESET, "Connection reset by peer", 0, 0))
+        sink(ConnectionFailed(2, peer, 0.0, None, "peer took no data for 2 s", 0, 0))
+        sink(ConnectionFailed(3, peer, 0.0, 111, "connect: Refused (errno 111)", 0, 0))
+        sink(MessageReceived(4, peer, 0.0, b"a"))
+        sink(BytesDiscarded(5, peer, 0.0, 1))
+        sink(Disconnected(6, peer, 0.0, "client closed", 1, 4))
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("ERROR", "127.0.0.1:5000 failed: Connection reset by peer (errno 104)"),
+        ("ERROR", "127.0.0.1:5000 failed: peer took no data for 2 s"),
+        ("ERROR", "127.0.0.1:5000 failed: connect: Refused (errno 111)"),
+        ("INFO", '127.0.0.1:5000 received 1 byte: "a"'),
+        ("INFO", "127.0.0.1:5000 ignored 1 byte after the greeting line"),
+        ("INFO", "127.0.0.1:5000 disconnected (client closed; 1 byte in, 4 out)"),
+    ]
+
+
+def test_counts_of_one_are_singular() -> None:
+    stats = ServerStats()
+    stats.add(1, 1, failed=True)
+    assert stats.summary() == "served 1 connection, 1 byte in, 1 byte out, 1 error"
+    lines: list[str] = []
+    log = logging.getLogger("test.first_minutes.accept")
+    log.addHandler(handler := _ListHandler(lines))
+    try:
+        failures = AcceptFailureLog(lambda: 0.0, log=log)
+        failures.failed(OSError(errno.EMFILE, "Too many open files"), 0.1)
+        failures.succeeded()
+    finally:
+        log.removeHandler(handler)
+    assert lines[-1] == "accept recovered after 1 failure in 0.0 s"
+    assert describe_run(1, 1, 1, 1.0) == "1/1 session ok, 1 round trip in 1.000 s (1 round trips/s)"
+
+
+class _ListHandler(logging.Handler):
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines = lines
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+# --- 14: printable UTF-8 as text, on the terminal too -------------------------------------
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "latin-1", "ascii"])
+def test_the_client_shows_utf8_as_text_and_never_fails_to_print_it(encoding: str) -> None:
+    message = "h\u00e9llo \u2713 \u202e{i}"
+    with blocking_server(WireProtocol.ECHO) as port:
+        client = subprocess.run(
+            [
+                *CLI,
+                "client",
+                "--protocol",
+                "echo",
+                "--port",
+                str(port),
+                "--count",
+                "1",
+                "--message",
+                message,
+            ],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=LINE_TIMEOUT,
+            env={**os.environ, "PYTHONIOENCODING": encoding},
+            check=False,
+        )
+    assert client.returncode == 0, client.stderr
+    shown = {
+        "utf-8": 'sent: "h\u00e9llo \u2713 \\xe2\\x80\\xae0"',
+        "latin-1": 'sent: "h\u00e9llo \\u2713 \\xe2\\x80\\xae0"',
+        "ascii": 'sent: "h\\xe9llo \\u2713 \\xe2\\x80\\xae0"',
+    }[encoding]
+    assert client.stdout.decode(encoding).splitlines()[0] == shown
