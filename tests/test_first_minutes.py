@@ -24,6 +24,7 @@ from loopback import CLI, LINE_TIMEOUT, cli_process, cli_server, refusing_port, 
 
 from trio_echo import Address, BlockingServer, ClientConfig, ServerConfig, WireProtocol
 from trio_echo.blocking_driver import run_client as run_blocking_client
+from trio_echo.capacity_log import CapacityLog
 from trio_echo.cli import main
 from trio_echo.cli.client import describe_failures
 from trio_echo.client_tally import ClientTally, FailureGroup
@@ -432,3 +433,56 @@ def test_the_client_shows_utf8_as_text_and_never_fails_to_print_it(encoding: str
         "ascii": 'sent: "h\\xe9llo \\u2713 \\xe2\\x80\\xae0"',
     }[encoding]
     assert client.stdout.decode(encoding).splitlines()[0] == shown
+
+
+# --- 12: a full server says so, and says when it has room again ---------------------------
+
+
+@pytest.mark.parametrize("driver", ["trio", "blocking"])
+def test_a_full_server_says_so_and_when_it_has_room(driver: str) -> None:
+    with cli_server(
+        "--max-connections", "1", "--protocol", "echo", *DRIVER_FLAGS[driver]
+    ) as server:
+        stderr = server.cli.stderr
+        address = ("127.0.0.1", server.port)
+        with socket.create_connection(address, timeout=LINE_TIMEOUT) as first:
+            full = stderr.wait_for(re.compile("server full"))
+            with socket.create_connection(address, timeout=LINE_TIMEOUT) as second:
+                first.close()
+                room = stderr.wait_for(re.compile("room again"))
+                second.sendall(b"ping")
+                assert second.recv(4) == b"ping"
+        server.cli.process.send_signal(signal.SIGTERM)
+        assert server.cli.wait() == 0
+    assert full is not None and full.endswith(
+        "server full: 1 connection open (--max-connections); new clients wait in the backlog"
+    ), full
+    assert room is not None and re.search(r"server has room again after \d+\.\d s full", room)
+
+
+def test_full_lines_are_rate_limited_and_count_what_they_held_back() -> None:
+    now = [0.0]
+    lines: list[str] = []
+    log = logging.getLogger("test.first_minutes.capacity")
+    log.setLevel(logging.DEBUG)
+    log.addHandler(handler := _ListHandler(lines))
+    try:
+        capacity = CapacityLog(lambda: now[0], 4, interval=10.0, log=log)
+        for step in range(30):  # full and room again every second for 30 s
+            now[0] = float(step)
+            capacity.full()
+            capacity.full()  # a second acceptor finding it full says nothing more
+            now[0] += 0.5
+            capacity.room()
+    finally:
+        log.removeHandler(handler)
+    assert lines == [
+        "server full: 4 connections open (--max-connections); new clients wait in the backlog",
+        "server has room again after 0.5 s full: accepting",
+        "server full: 4 connections open (--max-connections); new clients wait in the backlog"
+        " (full 9 more times since the last line)",
+        "server has room again after 0.5 s full: accepting",
+        "server full: 4 connections open (--max-connections); new clients wait in the backlog"
+        " (full 9 more times since the last line)",
+        "server has room again after 0.5 s full: accepting",
+    ]
