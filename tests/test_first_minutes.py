@@ -17,6 +17,7 @@ import socket
 import subprocess
 import tracemalloc
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import trio
@@ -486,3 +487,31 @@ def test_full_lines_are_rate_limited_and_count_what_they_held_back() -> None:
         " (full 9 more times since the last line)",
         "server has room again after 0.5 s full: accepting",
     ]
+
+
+# --- 17 and the README agreeing with --help ---------------------------------------------
+
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def test_the_readme_says_the_testing_example_needs_pytest_trio() -> None:
+    text = README.read_text(encoding="utf-8")
+    before_example = text[: text.index("<!-- trio_echo.testing example -->")]
+    paragraph = " ".join(before_example.rstrip().rsplit("\n\n", 1)[-1].split())
+    assert "needs the pytest-trio plugin" in paragraph, paragraph
+    assert "fixture 'autojump_clock' not found" in paragraph
+
+
+@pytest.mark.parametrize("command", ["serve", "client"])
+def test_every_flag_of_help_is_in_the_readmes_usage(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    flags = set(re.findall(r"^  (--[a-z-]+)", capsys.readouterr().out, re.MULTILINE)) - {"--help"}
+    text = README.read_text(encoding="utf-8")
+    usage = text[text.index(f"trio-echo {command} ") :].split("\ntrio-echo ", 1)[0]
+    assert flags and all(f"[{flag}" in usage or f"| {flag}" in usage for flag in flags), sorted(
+        flag for flag in flags if flag not in usage
+    )

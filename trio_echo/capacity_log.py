@@ -3,7 +3,7 @@
 At ``max_connections`` a server stops accepting: new clients wait in the
 listen backlog, and may time out there with no trace on the server's side.
 :class:`CapacityLog` writes a WARNING the moment the server becomes full
-and an INFO line the moment a connection ends while it was, so an operator
+and another the moment a connection ends while it was, so an operator
 sees why clients wait. A server at its limit under load fills and frees a
 slot with every connection; after one full/room pair, the next "full" is
 held back for :data:`CAPACITY_LOG_INTERVAL` seconds and then says how
@@ -80,7 +80,7 @@ class CapacityLog:
                 return
             self._full = False
             if self._said_full:
-                self._log.info(
+                self._log.warning(
                     "server has room again after %.1f s full: accepting",
                     self._clock() - self._full_since,
                 )

@@ -118,9 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=log_level,
         metavar="{debug,info,warning,error}",
         help=(
-            "least severe lines shown: info shows connections and messages, warning "
-            "also a full server, shutdown and failing accepts, error only connection "
-            "errors and failing accepts (default: %(default)s)"
+            "least severe lines shown: error shows failed connections and accepts, "
+            "warning also a full server and shutdown, info also every connection and "
+            "message, debug also tracebacks (default: %(default)s)"
         ),
     )
     defaults = ServerConfig()
