@@ -33,7 +33,7 @@ from trio_echo import (
 )
 from trio_echo.session import Report, silent
 
-NOTE_MESSAGES = ClientConfig().messages()
+NOTE_MESSAGES = list(ClientConfig().messages())
 """The seven messages of the note's client, as bytes."""
 
 HOST = "127.0.0.1"

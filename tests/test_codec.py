@@ -772,11 +772,17 @@ def test_greeting_client_reads_one_line_however_split(draw: st.DataObject) -> No
         assert feed_client(codec, chunks) == [ReplyReceived(SERVER_GREETING)], way
 
 
-def test_greeting_client_takes_a_partial_line_at_eof_and_nothing_else() -> None:
+def test_greeting_client_takes_the_greeting_without_newline_at_eof_and_nothing_else() -> None:
+    codec = GreetingClient(1000)
+    codec.send(b"Hello from client")
+    assert codec.receive_data(b"Hello From Server") == []
+    assert codec.receive_eof() == [ReplyReceived(b"Hello From Server")]
+
     codec = GreetingClient(1000)
     codec.send(b"Hello from client")
     assert codec.receive_data(b"Hello From") == []
-    assert codec.receive_eof() == [ReplyReceived(b"Hello From")]
+    with pytest.raises(IncompleteReply, match="part of the greeting"):
+        codec.receive_eof()
 
     codec = GreetingClient(1000)
     codec.send(b"Hello from client")
@@ -789,15 +795,28 @@ def test_greeting_client_takes_a_partial_line_at_eof_and_nothing_else() -> None:
         codec.receive_data(SERVER_GREETING + b"more")
 
 
-@pytest.mark.parametrize("limit", [1, 17, 100])
+@pytest.mark.parametrize(
+    "reply",
+    [b"Re:Hello from client\n", b"Hello from client\n", b"Hello From Server!\n", b"H\n", b"x"],
+    ids=["reply", "echo", "longer", "shorter", "other"],
+)
+def test_greeting_client_refuses_what_no_greeting_server_sends(reply: bytes) -> None:
+    codec = GreetingClient(1000)
+    codec.send(b"Hello from client")
+    with pytest.raises(WrongReply, match="is not a greeting server's"):
+        codec.receive_data(reply)
+
+
+@pytest.mark.parametrize("limit", [1, 16])
 def test_greeting_client_line_limit_is_exact(limit: int) -> None:
+    """Under a limit shorter than the greeting, the line is too long before it is wrong."""
     codec = GreetingClient(limit)
     codec.send(b"hi")
-    assert codec.receive_data(b"x" * limit + b"\n") == [ReplyReceived(b"x" * limit + b"\n")]
+    assert codec.receive_data(SERVER_GREETING[:limit]) == []
     codec = GreetingClient(limit)
     codec.send(b"hi")
     with pytest.raises(LineTooLong):
-        codec.receive_data(b"x" * (limit + 1))
+        codec.receive_data(SERVER_GREETING[: limit + 1])
 
 
 # --- every client -----------------------------------------------------------------

@@ -1,8 +1,9 @@
 """Escaping untrusted bytes for logs and terminals.
 
-Whatever a peer sends, :func:`escape` must give printable ASCII only (no
-control character can reach an operator's terminal), must say what it left
-out, and must stay faithful: the escaped text reads back as the same bytes.
+Whatever a peer sends, :func:`escape` must give printable characters only
+(no control character, C0 or C1, and no bidi override can reach an
+operator's terminal), must say what it left out, and must stay faithful:
+the escaped text reads back as the same bytes.
 """
 
 from __future__ import annotations
@@ -18,23 +19,55 @@ from trio_echo.escape import PREVIEW_LIMIT, escape, escape_text
 FAST = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
+BIDI_CONTROLS = [chr(code) for code in [*range(0x202A, 0x202F), *range(0x2066, 0x206A)]]
+C1_CONTROLS = [chr(code) for code in range(0x80, 0xA0)]
+DANGEROUS = [chr(code) for code in [*range(0x20), 0x7F]] + C1_CONTROLS + BIDI_CONTROLS
+
+
 def is_safe(text: str) -> bool:
-    """Only printable ASCII: no control characters, nothing beyond 0x7e."""
-    return all(0x20 <= ord(char) < 0x7F for char in text)
+    """Only printable characters: no control, format, separator or unassigned character."""
+    return all(char.isprintable() for char in text) and not any(c in text for c in DANGEROUS)
+
+
+def as_bytes_literal(text: str) -> str:
+    """*text* with each non-ASCII character written as its UTF-8 bytes, for ``ast``."""
+    return "".join(
+        char if ord(char) < 0x80 else "".join(f"\\x{b:02x}" for b in char.encode()) for char in text
+    )
+
+
+dangerous_text = st.lists(
+    st.one_of(st.sampled_from(DANGEROUS), st.characters(), st.sampled_from("é✓日本")),
+    max_size=60,
+).map("".join)
 
 
 @FAST
 @given(data=st.binary(max_size=400), limit=st.one_of(st.none(), st.integers(0, 300)))
-def test_escape_output_is_printable_ascii(data: bytes, limit: int | None) -> None:
+def test_escape_output_is_printable(data: bytes, limit: int | None) -> None:
     assert is_safe(escape(data, limit))
 
 
 @FAST
-@given(data=st.binary(max_size=400))
+@given(text=dangerous_text, limit=st.one_of(st.none(), st.integers(0, 300)))
+def test_no_control_character_of_utf8_text_comes_out_raw(text: str, limit: int | None) -> None:
+    data = text.encode("utf-8", "surrogatepass")
+    assert is_safe(escape(data, limit))
+
+
+@FAST
+@given(data=st.one_of(st.binary(max_size=400), dangerous_text.map(str.encode)))
 def test_escape_reads_back_as_the_same_bytes(data: bytes) -> None:
     text = escape(data, None)
     assert text.startswith('"') and text.endswith('"')
-    assert ast.literal_eval("b" + text) == data
+    assert ast.literal_eval("b" + as_bytes_literal(text)) == data
+
+
+def test_printable_utf8_is_shown_as_text_and_the_rest_escaped() -> None:
+    assert escape("héllo ✓ 日本".encode()) == '"héllo ✓ 日本"'
+    assert escape(b"\xc3\xa9\xff\xc3") == '"é\\xff\\xc3"'
+    assert escape("\u202eevil\u0085".encode()) == '"\\xe2\\x80\\xaeevil\\xc2\\x85"'
+    assert escape_text("h\u00e9llo \u2066x\u009b") == "héllo \\u2066x\\x9b"
 
 
 def test_every_byte_value_is_escaped_or_itself() -> None:
@@ -68,12 +101,12 @@ def test_escape_summarises_what_it_leaves_out(
 
 
 def test_escape_default_limit_is_the_preview_limit() -> None:
-    assert escape(b"x" * (PREVIEW_LIMIT + 1)).endswith('" (+1 more bytes)')
+    assert escape(b"x" * (PREVIEW_LIMIT + 1)).endswith('" (+1 more byte)')
 
 
 @FAST
-@given(text=st.text(max_size=200))
-def test_escape_text_output_is_printable_ascii(text: str) -> None:
+@given(text=st.one_of(st.text(max_size=200), dangerous_text))
+def test_escape_text_output_is_printable(text: str) -> None:
     assert is_safe(escape_text(text))
 
 
@@ -81,4 +114,4 @@ def test_escape_text_keeps_plain_text_and_neutralises_controls() -> None:
     assert escape_text("connect to 127.0.0.1:3100: refused") == (
         "connect to 127.0.0.1:3100: refused"
     )
-    assert escape_text("\x1b[2J\r\n\x7f\u00e9") == "\\x1b[2J\\r\\n\\x7f\\xe9"
+    assert escape_text("\x1b[2J\r\n\x7f\u00e9") == "\\x1b[2J\\r\\n\\x7f\u00e9"

@@ -213,7 +213,7 @@ def test_a_malformed_target_is_refused_in_one_line(text: str, says: str) -> None
 
 
 def test_a_target_needs_a_real_default_port() -> None:
-    with pytest.raises(ConfigError, match="default port"):
+    with pytest.raises(ConfigError, match="port must be a port number from 1 to 65535, not 0"):
         parse_target("h", default_port=0)
 
 
@@ -312,7 +312,7 @@ def test_any_text_is_a_spec_that_round_trips_or_one_line_of_refusal(text: str) -
             spec = parse(text)
         except ConfigError as exc:
             message = str(exc)
-            assert "\n" not in message and message.isascii() and message.isprintable()
+            assert "\n" not in message and message.isprintable()
         else:
             assert parse_listen_spec(str(spec)) == spec
 

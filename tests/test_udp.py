@@ -393,7 +393,7 @@ async def test_a_wrong_answer_is_a_wrong_reply_quoted_escaped(client_driver: str
     assert isinstance(result.error, WrongReply)
     assert str(result.error) == (
         f"1 datagram from udp://{HOST}:{port} answered nothing sent, "
-        'first "nonsense\\x1b[0m"; 1 of 1 messages got no answer'
+        'first "nonsense\\x1b[0m"; 1 of 1 message got no answer'
     )
 
 

@@ -8,8 +8,8 @@ that names the field.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, overload
 
 import attrs
 
@@ -191,17 +191,64 @@ class ClientConfig:
         if value is None:
             return
         if not isinstance(value, str) or value == "":
-            raise ConfigError("message must be a non-empty string")
+            raise ConfigError("message must be a non-empty string", field="message")
         if self.protocol is WireProtocol.GREETING and "\n" in value:
             raise ConfigError("a greeting message is one line: it cannot contain a newline")
 
-    def messages(self) -> list[bytes]:
-        """The bytes of each message one session sends, in order."""
+    def messages(self) -> Messages:
+        """The bytes of each message one session sends, in order, each made when asked for.
+
+        Nothing is built up front, so a session of a billion messages costs
+        no more memory than a session of one.
+        """
         if self.protocol is WireProtocol.GREETING:
             template = GREETING_MESSAGE if self.message is None else self.message
-            return [encode_argument(template.replace("{i}", "0"))]
+            return Messages(template, 1)
         template = NOTE_MESSAGE if self.message is None else self.message
-        return [encode_argument(template.replace("{i}", str(i))) for i in range(self.count)]
+        return Messages(template, self.count)
+
+
+class Messages(Sequence[bytes]):
+    """The messages of a session: *count* of them, ``{i}`` in *template* made the index."""
+
+    __slots__ = ("_count", "_template")
+
+    def __init__(self, template: str, count: int) -> None:
+        self._template = template
+        self._count = count
+
+    def __len__(self) -> int:
+        return self._count
+
+    @overload
+    def __getitem__(self, index: int) -> bytes: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[bytes]: ...
+
+    def __getitem__(self, index: int | slice) -> bytes | list[bytes]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(self._count))]
+        if index < 0:
+            index += self._count
+        if not 0 <= index < self._count:
+            raise IndexError("message index out of range")
+        return encode_argument(self._template.replace("{i}", str(index)))
+
+    def __iter__(self) -> Iterator[bytes]:
+        return (self[i] for i in range(self._count))
+
+    def __eq__(self, other: object) -> bool:
+        """Equal to any sequence holding the same messages (a list, in a test)."""
+        if not isinstance(other, Sequence) or isinstance(other, str | bytes):
+            return NotImplemented
+        return len(other) == self._count and all(a == b for a, b in zip(self, other, strict=True))
+
+    def __hash__(self) -> int:
+        return hash((self._template, self._count))
+
+    def __repr__(self) -> str:
+        return f"Messages({self._template!r}, {self._count})"
 
 
 def encode_argument(text: str) -> bytes:

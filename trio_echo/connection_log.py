@@ -19,9 +19,10 @@ import attrs
 
 from .address import Address
 from .errors import NetworkError
-from .escape import escape
+from .escape import escape, escape_text
 from .lifecycle import Ending, Timeouts
 from .os_errors import describe_failure
+from .words import counted
 
 logger = logging.getLogger("trio_echo.server")
 
@@ -125,8 +126,9 @@ def wants_messages(sink: EventSink) -> bool:
 class LoggingSink:
     """Writes events to the ``trio_echo.server`` logger, the note's lines made safe.
 
-    Messages are logged at INFO, errors at WARNING, so ``--log-level warning``
-    keeps only the errors. Received bytes are always escaped.
+    Connections and messages are logged at INFO, a connection's failure at
+    ERROR, so each level shows what its name says: ``--log-level error``
+    keeps the failures and nothing else. Received bytes are always escaped.
     """
 
     def __init__(self, log: logging.Logger = logger) -> None:
@@ -141,26 +143,29 @@ class LoggingSink:
         log = self._log
         match event:
             case ConnectionFailed(peer=peer, errno=errno, message=message):
-                number = "-" if errno is None else str(errno)
-                log.warning("%s error No: %s Message: %s", peer, number, message)
+                log.error("%s failed: %s", peer, failure_text(message, errno))
             case _ if not log.isEnabledFor(logging.INFO):
                 return
             case Connected(peer=peer):
                 log.info("%s connected", peer)
             case MessageReceived(peer=peer, data=data):
-                log.info("%s received %d bytes: %s", peer, len(data), escape(data))
+                log.info("%s received %s: %s", peer, counted(len(data), "byte"), escape(data))
             case BytesDiscarded(peer=peer, size=size):
-                log.info("%s ignored %d bytes after the greeting line", peer, size)
+                log.info("%s ignored %s after the greeting line", peer, counted(size, "byte"))
             case Disconnected(peer=peer, reason=reason, bytes_in=bytes_in, bytes_out=bytes_out):
                 log.info(
-                    "%s disconnected (%s; %d bytes in, %d out)", peer, reason, bytes_in, bytes_out
+                    "%s disconnected (%s; %s in, %d out)",
+                    peer,
+                    reason,
+                    counted(bytes_in, "byte"),
+                    bytes_out,
                 )
             case DatagramAnswered(listener=listener, peer=peer, data=data, replies=replies):
                 log.info(
-                    "%s on %s: datagram of %d bytes: %s (answered with %d)",
+                    "%s on %s: datagram of %s: %s (answered with %d)",
                     peer,
                     listener,
-                    len(data),
+                    counted(len(data), "byte"),
                     escape(data),
                     replies,
                 )
@@ -205,19 +210,27 @@ class ServerStats:
     def summary(self) -> str:
         """One line for the end of a server's life."""
         line = (
-            f"served {_count(self.connections, 'connection')}, {self.bytes_in} bytes in, "
-            f"{self.bytes_out} bytes out, {_count(self.errors, 'error')}"
+            f"served {counted(self.connections, 'connection')}, "
+            f"{counted(self.bytes_in, 'byte')} in, {counted(self.bytes_out, 'byte')} out, "
+            f"{counted(self.errors, 'error')}"
         )
         if self.datagrams_in:
             line += (
-                f"; {_count(self.datagrams_in, 'datagram')} in, {self.datagrams_out} out, "
+                f"; {counted(self.datagrams_in, 'datagram')} in, {self.datagrams_out} out, "
                 f"{self.datagrams_refused} refused"
             )
         return line
 
 
-def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+def failure_text(message: str, errno: int | None) -> str:
+    """A failure as a person reads it: the message, escaped, and the OS's error number.
+
+    ``line longer than 65536 bytes``, ``Connection reset by peer (errno 104)``.
+    """
+    text = escape_text(message)
+    if errno is not None and f"(errno {errno})" not in text:
+        text += f" (errno {errno})"
+    return text
 
 
 def _ending_reason(ending: Ending, timeouts: Timeouts) -> str:

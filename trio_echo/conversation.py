@@ -50,9 +50,9 @@ class Conversation:
             if answer is not None:
                 self.bytes_in += len(data)
                 return answer
+        self.bytes_in += len(data)  # read, whatever the codec makes of it (a line too long)
         events = codec.receive_data(data) if data else codec.receive_eof()
         self.finished = codec.finished
-        self.bytes_in += len(data)
         outgoing = b""
         for event in events:
             if isinstance(event, Send):

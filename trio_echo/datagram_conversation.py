@@ -19,6 +19,7 @@ from .errors import NetworkError, Timeout, TrioEchoError, WrongReply
 from .escape import escape
 from .os_errors import from_os_error
 from .session import Exchange, Report, SessionResult, show_reply, silent
+from .words import counted
 
 DEFAULT_TIMEOUT = 2.0
 """Seconds to wait for an answer when the configuration says "wait forever" (``timeout=None``).
@@ -31,8 +32,11 @@ only a retry or giving up makes progress.
 class DatagramConversation:
     """The messages of one UDP session, their retries, their answers and the verdict."""
 
-    def __init__(self, config: ClientConfig, report: Report = silent) -> None:
+    def __init__(
+        self, config: ClientConfig, report: Report = silent, *, keep_exchanges: bool = True
+    ) -> None:
         self._config = config
+        self._keep = keep_exchanges
         self._report = report
         self._messages = config.messages()
         self.where = f"udp://{config.target}"
@@ -43,7 +47,10 @@ class DatagramConversation:
             config.protocol, self._messages, timeout=self.timeout, retries=config.retries
         )
         self.exchanges: list[Exchange] = []
-        """The messages answered, each with its whole answer, in the order they were answered."""
+        """The messages answered, each with its whole answer, in the order they were answered
+        (empty unless exchanges are kept)."""
+        self.round_trips = 0
+        """Messages answered so far."""
         self._first_sends = 0
 
     @property
@@ -98,6 +105,7 @@ class DatagramConversation:
             error if error is not None else self.error(),
             seconds,
             report,
+            round_trips=self.round_trips,
         )
 
     def _settle(self) -> None:
@@ -106,10 +114,14 @@ class DatagramConversation:
 
     def _report_outcome(self, outcome: MessageOutcome) -> None:
         if not outcome.answered:
-            self._report(f"no answer: {escape(outcome.message)} (sent {outcome.sends} times)")
+            self._report(
+                f"no answer: {escape(outcome.message)} (sent {counted(outcome.sends, 'time')})"
+            )
             return
         answer = b"".join(answer_datagram(self._config.protocol, outcome.message))
-        self.exchanges.append(Exchange(outcome.message, answer))
+        self.round_trips += 1
+        if self._keep:
+            self.exchanges.append(Exchange(outcome.message, answer))
         self._report(f"received: {show_reply(self._config.protocol, answer)}")
 
     def _lost(self, report: DatagramReport) -> str:
@@ -118,7 +130,7 @@ class DatagramConversation:
             "no retries" if retries == 0 else f"{retries} retr{'y' if retries == 1 else 'ies'} each"
         )
         line = (
-            f"{report.lost} of {report.sent} messages to {self.where} got no answer "
+            f"{report.lost} of {counted(report.sent, 'message')} to {self.where} got no answer "
             f"within {self.timeout:g} s ({each})"
         )
         if report.late:
@@ -130,5 +142,5 @@ class DatagramConversation:
         sample = report.wrong_samples[0] if report.wrong_samples else "(not kept)"
         line = f"{report.wrong} {noun} from {self.where} answered nothing sent, first {sample}"
         if report.lost:
-            line += f"; {report.lost} of {report.sent} messages got no answer"
+            line += f"; {report.lost} of {counted(report.sent, 'message')} got no answer"
         return line

@@ -14,7 +14,15 @@ class TrioEchoError(Exception):
 
 
 class ConfigError(TrioEchoError, ValueError):
-    """A configuration value is out of range or inconsistent."""
+    """A configuration value is out of range or inconsistent.
+
+    *field* names the setting when one alone is wrong, and the message then
+    starts with it, so the command line can say the flag instead.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class ProtocolError(TrioEchoError):
@@ -33,7 +41,7 @@ class LineTooLong(RemoteProtocolError):
     """A line grew past the configured limit before its newline arrived."""
 
     def __init__(self, limit: int) -> None:
-        super().__init__(f"line longer than {limit} bytes")
+        super().__init__(f"line longer than {limit} byte{'' if limit == 1 else 's'}")
         self.limit = limit
 
 

@@ -28,6 +28,7 @@ import threading
 from collections.abc import Callable
 
 from .os_errors import describe_os_error
+from .words import counted
 
 logger = logging.getLogger("trio_echo.server")
 
@@ -86,10 +87,10 @@ class AcceptFailureLog:
                 )
             elif now - self._last_line >= self._interval:
                 self._log.error(
-                    "%s still failing: %s; %d failures in the last %.0f s",
+                    "%s still failing: %s; %s in the last %.0f s",
                     self._what,
                     _describe(exc),
-                    self._unreported,
+                    counted(self._unreported, "failure"),
                     now - self._last_line,
                 )
                 self._last_line = now
@@ -103,9 +104,9 @@ class AcceptFailureLog:
             if not self._failures:
                 return
             self._log.warning(
-                "%s recovered after %d failures in %.1f s",
+                "%s recovered after %s in %.1f s",
                 self._what,
-                self._failures,
+                counted(self._failures, "failure"),
                 self._clock() - self._started,
             )
             self._failures = 0

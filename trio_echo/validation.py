@@ -17,7 +17,9 @@ from .errors import ConfigError
 def check(predicate: Callable[[Any], bool], what: str) -> Callable[[Any, Any, Any], None]:
     def validate(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
         if not predicate(value):
-            raise ConfigError(f"{attribute.name} must be {what}, not {value!r}")
+            raise ConfigError(
+                f"{attribute.name} must be {what}, not {value!r}", field=attribute.name
+            )
 
     return validate
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from ..client_tally import ClientTally
 from ..config import ClientConfig
 from ..errors import TrioEchoError
 from ..os_errors import from_os_error
@@ -21,23 +22,37 @@ def run_session(
     runtime: Runtime | None = None,
     report: Report = silent,
     index: int = 0,
+    tally: ClientTally | None = None,
 ) -> SessionResult:
     """Connect, exchange every message of *config*, close; never raises a TrioEchoError.
 
     Over UDP (``config.transport``) each message is a datagram, sent again
-    when its answer does not come (see :mod:`.datagram_client`).
+    when its answer does not come (see :mod:`.datagram_client`). With a
+    *tally*, the session is counted into it as it runs and its result keeps
+    no exchanges, only their number: memory does not grow with the run.
     """
     if config.transport is Transport.UDP:
-        return run_datagram_session(config, report=report, index=index)
+        return run_datagram_session(config, report=report, index=index, tally=tally)
     runtime = runtime if runtime is not None else SocketRuntime()
-    session = ClientSession(config, report)
+    session = ClientSession(config, report, keep_exchanges=tally is None)
+    if tally is not None:
+        tally.started(index, session)
     started = runtime.monotonic()
     error: TrioEchoError | None = None
     try:
         _converse(config, runtime, session)
     except TrioEchoError as exc:
         error = exc
-    return SessionResult(index, tuple(session.exchanges), error, runtime.monotonic() - started)
+    result = SessionResult(
+        index,
+        tuple(session.exchanges),
+        error,
+        runtime.monotonic() - started,
+        round_trips=session.round_trips,
+    )
+    if tally is not None:
+        tally.finished(result)
+    return result
 
 
 def run_client(
@@ -45,15 +60,16 @@ def run_client(
     *,
     runtime: Runtime | None = None,
     report: Report = silent,
+    tally: ClientTally | None = None,
 ) -> list[SessionResult]:
     """Run ``config.connections`` sessions at once, a thread each; results in session order."""
     runtime = runtime if runtime is not None else SocketRuntime()
     if config.connections == 1:
-        return [run_session(config, runtime=runtime, report=report)]
+        return [run_session(config, runtime=runtime, report=report, tally=tally)]
     results: list[SessionResult | None] = [None] * config.connections
 
     def one(index: int) -> None:
-        results[index] = run_session(config, runtime=runtime, index=index)
+        results[index] = run_session(config, runtime=runtime, index=index, tally=tally)
 
     workers = [
         runtime.start_thread(lambda index=index: one(index), f"trio-echo client {index}")  # type: ignore[misc]

@@ -12,6 +12,7 @@ import socket
 import time
 from collections.abc import Callable
 
+from ..client_tally import ClientTally
 from ..config import ClientConfig
 from ..datagram_conversation import DatagramConversation
 from ..errors import TrioEchoError
@@ -24,13 +25,16 @@ def run_datagram_session(
     *,
     report: Report = silent,
     index: int = 0,
+    tally: ClientTally | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> SessionResult:
     """Send *config*'s messages to its UDP server, match the answers; never raises a TrioEchoError.
 
     As :func:`trio_echo.trio_driver.datagram_client.run_datagram_session`.
     """
-    conversation = DatagramConversation(config, report)
+    conversation = DatagramConversation(config, report, keep_exchanges=tally is None)
+    if tally is not None:
+        tally.started(index, conversation)
     started = clock()
     error: TrioEchoError | None = None
     try:
@@ -40,7 +44,10 @@ def run_datagram_session(
         error = exc
     except OSError as exc:
         error = conversation.os_error(exc)
-    return conversation.result(index, clock() - started, error)
+    result = conversation.result(index, clock() - started, error)
+    if tally is not None:
+        tally.finished(result)
+    return result
 
 
 def _connect(config: ClientConfig, where: str) -> socket.socket:

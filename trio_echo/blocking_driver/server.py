@@ -18,6 +18,7 @@ from collections.abc import Callable
 import attrs
 
 from ..address import Address
+from ..capacity_log import CapacityLog
 from ..codec import ServerCodec
 from ..config import ServerConfig
 from ..connection_log import ConnectionLog, EventSink, LoggingSink, ServerStats
@@ -63,6 +64,7 @@ class BlockingServer:
         self._datagram_services: list[DatagramService] = []
         self._acceptors: list[Worker] = []
         self._slots = self.runtime.semaphore(config.max_connections)
+        self._capacity = CapacityLog(self.runtime.monotonic, config.max_connections)
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._connections: dict[int, tuple[Stream, Worker | None]] = {}
@@ -208,6 +210,9 @@ class BlockingServer:
         connection = next(self._ids)
         with self._lock:
             self._connections[connection] = (stream, None)
+            full = len(self._connections) >= self.config.max_connections
+        if full:
+            self._capacity.full()
         while True:
             try:
                 worker = self.runtime.start_thread(
@@ -251,7 +256,10 @@ class BlockingServer:
         finally:
             with self._lock:
                 del self._connections[connection]
+                was_full = len(self._connections) + 1 >= self.config.max_connections
             self._slots.release()
+            if was_full:
+                self._capacity.room()
 
     def _handshake(self, stream: Stream, plan: ListenerPlan) -> Stream:
         """TLS over *stream*, its handshake done within the plan's timeout (see the Trio server)."""

@@ -8,6 +8,7 @@ error, 0 when a server is stopped with Ctrl-C or SIGTERM.
 
 from __future__ import annotations
 
+import io
 import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
@@ -24,6 +25,7 @@ __all__ = ["build_parser", "main", "run"]
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code."""
+    _never_fail_to_encode()
     args = build_parser().parse_args(argv)
     command: Callable[..., int] = args.command
     try:
@@ -57,6 +59,18 @@ def _only(group: BaseExceptionGroup[BaseException], kinds: tuple[type[BaseExcept
     """True if every exception in *group*, however nested, is one of *kinds*."""
     matched, rest = group.split(kinds)
     return matched is not None and rest is None
+
+
+def _never_fail_to_encode() -> None:
+    """Text the terminal's encoding cannot show (``é`` under a Latin-1 locale) is escaped.
+
+    Output shows printable UTF-8 as text (see :mod:`trio_echo.escape`);
+    where standard output or error cannot encode it, a backslash escape is
+    printed instead of failing.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
 
 
 def run() -> NoReturn:

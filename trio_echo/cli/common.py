@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, NoReturn, TypeVar
 
-from ..errors import TrioEchoError
+from ..errors import ConfigError, TrioEchoError
 from ..escape import escape_text
 
 PROG = "trio-echo"
@@ -53,9 +53,37 @@ def usage_error(message: str) -> NoReturn:
     raise SystemExit(EXIT_USAGE)
 
 
-def build_config(kind: Callable[..., _Config], *values: Any, **fields: Any) -> _Config:
-    """Build a configuration (or parse a value); what it rejects is a usage error."""
+def build_config(
+    kind: Callable[..., _Config],
+    *values: Any,
+    flags: Mapping[str, str] | None = None,
+    **fields: Any,
+) -> _Config:
+    """Build a configuration (or parse a value); what it rejects is a usage error.
+
+    The error names the flag the user typed, not the field: ``max_line``
+    becomes ``--max-line``, or what *flags* says for a field with another name.
+    """
     try:
         return kind(*values, **fields)
+    except ConfigError as exc:
+        usage_error(flag_message(exc, flags or {}))
     except TrioEchoError as exc:
         usage_error(str(exc))
+
+
+FIELD_FLAGS = {
+    "server_hostname": "--server-name",
+    "rate": "--udp-rate",
+    "burst": "--udp-burst",
+}
+"""Fields whose flag is not simply the field's name with dashes."""
+
+
+def flag_message(exc: ConfigError, flags: Mapping[str, str]) -> str:
+    """*exc*'s message with its field's name replaced by the flag that sets it."""
+    message, field = str(exc), exc.field
+    if field is None or not message.startswith(field):
+        return message
+    flag = flags.get(field) or FIELD_FLAGS.get(field) or "--" + field.replace("_", "-")
+    return flag + message[len(field) :]

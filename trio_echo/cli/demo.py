@@ -19,10 +19,12 @@ from ..connection_log import (
     DatagramAnswered,
     Disconnected,
     MessageReceived,
+    failure_text,
 )
 from ..escape import escape, escape_text
 from ..session import Report
 from ..trio_driver import TrioServer, run_session
+from ..words import counted
 from .common import EXIT_FAILED, EXIT_OK
 
 
@@ -34,11 +36,11 @@ def describe(event: ConnectionEvent) -> str:
         case MessageReceived(peer=peer, data=data):
             return f"{peer} received {escape(data)}"
         case BytesDiscarded(peer=peer, size=size):
-            return f"{peer} ignored {size} bytes after the greeting line"
+            return f"{peer} ignored {counted(size, 'byte')} after the greeting line"
         case Disconnected(peer=peer, reason=reason):
             return f"{peer} disconnected ({reason})"
         case ConnectionFailed(peer=peer, errno=errno, message=message):
-            return f"{peer} error No: {errno} Message: {escape_text(message)}"
+            return f"{peer} failed: {failure_text(message, errno)}"
         case DatagramAnswered(peer=peer, data=data):
             return f"{peer} sent a datagram {escape(data)}"
 

@@ -3,26 +3,53 @@
 from __future__ import annotations
 
 import argparse
+import math
+import re
+from typing import NoReturn
 
 from .. import __version__
-from ..config import DEFAULT_HOST, DEFAULT_PORT, ClientConfig, ServerConfig, WireProtocol
+from ..config import (
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    NOTE_COUNT,
+    ClientConfig,
+    ServerConfig,
+    WireProtocol,
+)
 from ..errors import ConfigError
+from ..escape import escape_text
 from ..transport.reflection import ReflectionPolicy
 from ..transport.spec import ListenSpec, parse_listen_spec
 from ..transport.tls import DEFAULT_HANDSHAKE_TIMEOUT
+from ..validation import MAX_SECONDS
 from .client import client_command
-from .common import PROG
+from .common import EXIT_USAGE, PROG
 from .demo import demo_command
 from .serve import serve_command
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
+_ARGUMENT = re.compile(r"^argument (?P<flag>[^:]+): (?P<rest>.*)$", re.DOTALL)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with the one usage-error style of the whole command: ``trio-echo: error: ...``.
+
+    Errors are one line, as every other usage error is, and name the flag
+    first (``--count must be an integer, not 'x'``).
+    """
+
+    def error(self, message: str) -> NoReturn:
+        match = _ARGUMENT.match(message)
+        if match is not None:
+            flag, rest = match["flag"].split("/")[-1], match["rest"]
+            message = f"{flag} {rest}" if rest.startswith("must ") else f"{flag}: {rest}"
+        self.exit(EXIT_USAGE, f"{PROG}: error: {escape_text(message)}\n")
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every sub-command."""
-    parser = argparse.ArgumentParser(
-        prog=PROG, description="Echo, reply and greeting servers and clients for Trio."
-    )
+    parser = Parser(prog=PROG, description="Echo, reply and greeting servers and clients for Trio.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
 
@@ -30,7 +57,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--host",
         default=DEFAULT_HOST,
-        help="address of the one TCP listener without --listen (default: %(default)s)",
+        help=(
+            "address of the one TCP listener without --listen; '::' listens on IPv6 only "
+            "(for IPv4 too, --listen tcp://0.0.0.0:PORT --listen 'tcp://[::]:PORT') "
+            "(default: %(default)s)"
+        ),
+    )
+    serve.add_argument(
+        "--port",
+        type=integer,
+        default=DEFAULT_PORT,
+        help="TCP port of that listener; 0 picks a free one (default: %(default)s)",
     )
     _add_common(serve)
     serve.add_argument(
@@ -53,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tls.add_argument(
         "--handshake-timeout",
-        type=seconds,
+        type=seconds_or_never,
         default=DEFAULT_HANDSHAKE_TIMEOUT,
         metavar="SECONDS",
         help="fail a TLS handshake not done in this long; 0 never (default: %(default)s)",
@@ -62,14 +99,14 @@ def build_parser() -> argparse.ArgumentParser:
     policy = ReflectionPolicy()
     udp.add_argument(
         "--udp-rate",
-        type=float,
+        type=number,
         default=policy.rate,
         metavar="N",
         help="answers per second per source host (default: %(default)g)",
     )
     udp.add_argument(
         "--udp-burst",
-        type=float,
+        type=number,
         default=policy.burst,
         metavar="N",
         help="answers a quiet source host may get at once (default: %(default)g)",
@@ -78,45 +115,51 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--log-level",
         default="info",
-        type=str.lower,
-        choices=LOG_LEVELS,
-        help="'warning' silences per-message lines (default: %(default)s)",
+        type=log_level,
+        metavar="{debug,info,warning,error}",
+        help=(
+            "least severe lines shown: error shows failed connections and accepts, "
+            "warning also a full server and shutdown, info also every connection and "
+            "message, debug also tracebacks (default: %(default)s)"
+        ),
     )
     defaults = ServerConfig()
     serve.add_argument(
         "--idle-timeout",
-        type=seconds,
+        type=seconds_or_never,
         default=defaults.idle_timeout,
         metavar="SECONDS",
         help="close a client that sends nothing this long; 0 never (default: %(default)s)",
     )
     serve.add_argument(
         "--send-timeout",
-        type=seconds,
+        type=seconds_or_never,
         default=defaults.send_timeout,
         metavar="SECONDS",
         help="close a client that reads nothing this long; 0 never (default: %(default)s)",
     )
     serve.add_argument(
         "--max-connections",
-        type=int,
+        type=integer,
         default=defaults.max_connections,
         metavar="N",
         help="clients served at once; others wait (default: %(default)s)",
     )
     serve.add_argument(
         "--max-line",
-        type=int,
+        type=integer,
         default=defaults.max_line,
         metavar="BYTES",
         help="longest greeting line (default: %(default)s)",
     )
     serve.add_argument(
         "--grace",
-        type=float,
+        type=seconds,
         default=defaults.grace,
         metavar="SECONDS",
-        help="on SIGINT/SIGTERM, time for clients to finish (default: %(default)s)",
+        help=(
+            "on SIGINT/SIGTERM, time for clients to finish; 0 stops at once (default: %(default)s)"
+        ),
     )
     serve.set_defaults(command=serve_command)
 
@@ -124,19 +167,35 @@ def build_parser() -> argparse.ArgumentParser:
     client.add_argument(
         "target",
         nargs="?",
-        default=DEFAULT_HOST,
+        default=None,
         metavar="TARGET",
         help=(
             "server to talk to: HOST, HOST:PORT, [V6]:PORT, or a spec such as "
-            "udp://HOST:PORT, tls://HOST:PORT, unix:PATH (default: %(default)s)"
+            f"udp://HOST:PORT, tls://HOST:PORT, unix:PATH (default: {DEFAULT_HOST})"
         ),
+    )
+    client.add_argument(
+        "--host",
+        default=None,
+        metavar="TARGET",
+        help="the same as TARGET, as serve spells it (give one, or both the same)",
+    )
+    client.add_argument(
+        "--port",
+        type=integer,
+        default=DEFAULT_PORT,
+        help="port of a TARGET written without one, 1 to 65535 (default: %(default)s)",
     )
     _add_common(client)
     client.add_argument(
         "--count",
-        type=int,
-        default=ClientConfig().count,
-        help="messages per session (default: %(default)s)",
+        type=integer,
+        default=None,
+        metavar="N",
+        help=(
+            f"messages per session (default: {NOTE_COUNT}); a greeting session is one "
+            "line, so greeting takes only 1"
+        ),
     )
     client.add_argument(
         "--message",
@@ -149,21 +208,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     client.add_argument(
         "--connections",
-        type=int,
+        type=integer,
         default=1,
         metavar="N",
         help="sessions to run at once (default: %(default)s)",
     )
     client.add_argument(
         "--timeout",
-        type=seconds,
+        type=seconds_or_never,
         default=ClientConfig().timeout,
         metavar="SECONDS",
         help="limit on connecting and on each reply; 0 never (default: %(default)s)",
     )
     client.add_argument(
         "--retries",
-        type=int,
+        type=integer,
         default=ClientConfig().retries,
         metavar="N",
         help="UDP: sends of a message again after its timeout (default: %(default)s)",
@@ -192,9 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument(
         "--protocol",
-        type=WireProtocol,
+        type=protocol,
         default=WireProtocol.REPLY,
-        choices=list(WireProtocol),
         metavar="{reply,greeting,echo}",
         help="protocol to demonstrate (default: reply)",
     )
@@ -204,13 +262,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--port", type=int, default=DEFAULT_PORT, help="TCP port (default: %(default)s)"
-    )
-    parser.add_argument(
         "--protocol",
-        type=WireProtocol,
+        type=protocol,
         default=WireProtocol.REPLY,
-        choices=list(WireProtocol),
         metavar="{reply,greeting,echo}",
         help="wire protocol (default: reply)",
     )
@@ -227,7 +281,63 @@ def listen_spec(text: str) -> ListenSpec:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def seconds(text: str) -> float | None:
-    """A number of seconds for a timeout flag; 0 means no timeout."""
-    value = float(text)
+def integer(text: str) -> int:
+    """A whole number; the configuration checks its range and names the flag."""
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, not {text!r}") from None
+
+
+def number(text: str) -> float:
+    """A finite number."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a number, not {text!r}")
+    return value
+
+
+def seconds(text: str) -> float:
+    """A number of seconds from 0 to 1e9."""
+    value = _seconds(text)
+    if value is None:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds from 0 to 1e9, not {text!r}")
+    return value
+
+
+def seconds_or_never(text: str) -> float | None:
+    """A number of seconds for a timeout flag, from 0 to 1e9; 0 turns the timeout off (None)."""
+    value = _seconds(text)
+    if value is None:
+        raise argparse.ArgumentTypeError(
+            f"must be a number of seconds from 0 (never) to 1e9, not {text!r}"
+        )
     return None if value == 0 else value
+
+
+def _seconds(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if 0 <= value <= MAX_SECONDS else None
+
+
+def protocol(text: str) -> WireProtocol:
+    """A wire protocol by name, in any case (``ECHO`` as ``echo``)."""
+    try:
+        return WireProtocol(text.lower())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be reply, greeting or echo, not {text!r}") from None
+
+
+def log_level(text: str) -> str:
+    """A log level by name, in any case."""
+    if text.lower() not in LOG_LEVELS:
+        raise argparse.ArgumentTypeError(
+            f"must be {', '.join(LOG_LEVELS[:-1])} or {LOG_LEVELS[-1]}, not {text!r}"
+        )
+    return text.lower()

@@ -3,11 +3,18 @@
 The client sends one line; the server reads it (to ``\\n``, or to end of
 input), answers ``Hello From Server\\n`` and closes. Lines are bounded by a
 limit so a peer that never sends a newline cannot grow a buffer forever.
+
+The server's answer is always that one line, so the client accepts exactly
+it: ``Hello From Server`` with its newline, or without it when the server
+closes right after. Anything else (a ``Re:`` reply, an echo of the line
+sent, a truncated greeting) cannot come from a greeting server and is
+refused at the first byte that differs, as the echo client refuses a
+wrong echo.
 """
 
 from __future__ import annotations
 
-from ..errors import LineTooLong, UnexpectedData
+from ..errors import IncompleteReply, LineTooLong, UnexpectedData, WrongReply
 from ..escape import escape
 from .base import ClientCodec, ServerCodec
 from .events import Close, Discarded, Received, ReplyReceived, Send, ServerEvent
@@ -72,7 +79,7 @@ class GreetingServer(ServerCodec):
 
 
 class GreetingClient(ClientCodec):
-    """Client side: sends its line, accepts the server's one line."""
+    """Client side: sends its line, accepts the server's greeting line and nothing else."""
 
     def __init__(self, max_line: int) -> None:
         super().__init__()
@@ -84,17 +91,34 @@ class GreetingClient(ClientCodec):
         return message + NEWLINE
 
     def _on_data(self, data: bytes) -> ReplyReceived | None:
+        so_far = self._line.pending
         done = self._line.feed(data)
         if done is None:
+            self._check(so_far + data)
             return None
         line, rest = done
+        self._check(line + NEWLINE)
         if rest:
             raise UnexpectedData(f"the server sent {escape(rest)} after its greeting line")
         return ReplyReceived(line + NEWLINE)
 
     def _on_eof(self) -> ReplyReceived | None:
         pending = self._line.pending
-        return ReplyReceived(pending) if pending else None
+        if not pending:
+            return None
+        if pending + NEWLINE != SERVER_GREETING:
+            raise IncompleteReply(
+                f"the server closed the connection after {escape(pending)}, part of the "
+                f"greeting {escape(SERVER_GREETING)}"
+            )
+        return ReplyReceived(pending)
+
+    def _check(self, received: bytes) -> None:
+        """Refuse *received* as soon as it cannot be the start of the server's greeting."""
+        if not SERVER_GREETING.startswith(received):
+            raise WrongReply(
+                f"reply {escape(received)} is not a greeting server's {escape(SERVER_GREETING)}"
+            )
 
     def _received_so_far(self) -> bytes:
         return self._line.pending

@@ -55,7 +55,9 @@ class Verdict(enum.Enum):
 def _validator(predicate: Callable[[Any], bool], what: str) -> Callable[[Any, Any, Any], None]:
     def validate(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
         if isinstance(value, bool) or not predicate(value):
-            raise ConfigError(f"{attribute.name} must be {what}, not {value!r}")
+            raise ConfigError(
+                f"{attribute.name} must be {what}, not {value!r}", field=attribute.name
+            )
 
     return validate
 

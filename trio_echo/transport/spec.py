@@ -407,7 +407,9 @@ def parse_target(text: str, *, default_port: int) -> ListenSpec:
     "any port" to connect to.
     """
     if not 1 <= default_port <= 65535:
-        raise ConfigError(f"default port must be from 1 to 65535, not {default_port!r}")
+        raise ConfigError(
+            f"port must be a port number from 1 to 65535, not {default_port!r}", field="port"
+        )
     parser = _Parser("target", text)
     body, settings = parser.split_settings(text)
     if "://" in body or body[:5].lower() == "unix:":

@@ -63,21 +63,28 @@ def _readable_file(_instance: Any, attribute: attrs.Attribute[Any], value: Any) 
     if value is None and attribute.default is None:
         return
     if not isinstance(value, str) or value == "":
-        raise ConfigError(f"{attribute.name} must be a file path, not {value!r}")
+        raise ConfigError(
+            f"{attribute.name} must be a file path, not {value!r}", field=attribute.name
+        )
     try:
         with open(value, "rb"):
             pass
     except FileNotFoundError:
-        raise ConfigError(f"{attribute.name} {value!r} does not exist") from None
+        raise ConfigError(
+            f"{attribute.name} {value!r} does not exist", field=attribute.name
+        ) from None
     except IsADirectoryError:
-        raise ConfigError(f"{attribute.name} {value!r} is a directory, not a file") from None
+        raise ConfigError(
+            f"{attribute.name} {value!r} is a directory, not a file", field=attribute.name
+        ) from None
     except PermissionError:
         raise ConfigError(
-            f"{attribute.name} {value!r} is not readable (permission denied)"
+            f"{attribute.name} {value!r} is not readable (permission denied)", field=attribute.name
         ) from None
     except OSError as exc:
         raise ConfigError(
-            f"{attribute.name} {value!r} cannot be read ({describe_os_error(exc)})"
+            f"{attribute.name} {value!r} cannot be read ({describe_os_error(exc)})",
+            field=attribute.name,
         ) from None
 
 

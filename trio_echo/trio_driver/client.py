@@ -12,6 +12,7 @@ import math
 
 import trio
 
+from ..client_tally import ClientTally
 from ..config import ClientConfig
 from ..errors import ConnectionLost, TrioEchoError
 from ..os_errors import from_os_error, root_os_error
@@ -28,23 +29,37 @@ async def run_session(
     network: Network | None = None,
     report: Report = silent,
     index: int = 0,
+    tally: ClientTally | None = None,
 ) -> SessionResult:
     """Connect, exchange every message of *config*, close; never raises a TrioEchoError.
 
     Over UDP (``config.transport``) each message is a datagram, sent again
-    when its answer does not come (see :mod:`.datagram_client`).
+    when its answer does not come (see :mod:`.datagram_client`). With a
+    *tally*, the session is counted into it as it runs and its result keeps
+    no exchanges, only their number: memory does not grow with the run.
     """
     if config.transport is Transport.UDP:
-        return await run_datagram_session(config, report=report, index=index)
+        return await run_datagram_session(config, report=report, index=index, tally=tally)
     network = network if network is not None else SocketNetwork()
-    session = ClientSession(config, report)
+    session = ClientSession(config, report, keep_exchanges=tally is None)
+    if tally is not None:
+        tally.started(index, session)
     started = trio.current_time()
     error: TrioEchoError | None = None
     try:
         await _converse(config, network, session)
     except TrioEchoError as exc:
         error = exc
-    return SessionResult(index, tuple(session.exchanges), error, trio.current_time() - started)
+    result = SessionResult(
+        index,
+        tuple(session.exchanges),
+        error,
+        trio.current_time() - started,
+        round_trips=session.round_trips,
+    )
+    if tally is not None:
+        tally.finished(result)
+    return result
 
 
 async def run_client(
@@ -52,6 +67,7 @@ async def run_client(
     *,
     network: Network | None = None,
     report: Report = silent,
+    tally: ClientTally | None = None,
 ) -> list[SessionResult]:
     """Run ``config.connections`` sessions at once; results in session order.
 
@@ -59,11 +75,11 @@ async def run_client(
     more, only the failures do.
     """
     if config.connections == 1:
-        return [await run_session(config, network=network, report=report)]
+        return [await run_session(config, network=network, report=report, tally=tally)]
     results: list[SessionResult | None] = [None] * config.connections
 
     async def one(index: int) -> None:
-        results[index] = await run_session(config, network=network, index=index)
+        results[index] = await run_session(config, network=network, index=index, tally=tally)
 
     async with trio.open_nursery() as nursery:
         for index in range(config.connections):

@@ -15,6 +15,7 @@ import socket
 
 import trio
 
+from ..client_tally import ClientTally
 from ..config import ClientConfig
 from ..datagram_conversation import DatagramConversation
 from ..errors import TrioEchoError
@@ -23,7 +24,11 @@ from ..session import Report, SessionResult, silent
 
 
 async def run_datagram_session(
-    config: ClientConfig, *, report: Report = silent, index: int = 0
+    config: ClientConfig,
+    *,
+    report: Report = silent,
+    index: int = 0,
+    tally: ClientTally | None = None,
 ) -> SessionResult:
     """Send *config*'s messages to its UDP server, match the answers; never raises a TrioEchoError.
 
@@ -32,7 +37,9 @@ async def run_datagram_session(
     ``WrongReply`` for datagrams that answer nothing sent,
     ``ConnectionRefused`` when nothing listens on the port.
     """
-    conversation = DatagramConversation(config, report)
+    conversation = DatagramConversation(config, report, keep_exchanges=tally is None)
+    if tally is not None:
+        tally.started(index, conversation)
     started = trio.current_time()
     error: TrioEchoError | None = None
     try:
@@ -43,7 +50,10 @@ async def run_datagram_session(
         error = exc
     except OSError as exc:
         error = conversation.os_error(exc)
-    return conversation.result(index, trio.current_time() - started, error)
+    result = conversation.result(index, trio.current_time() - started, error)
+    if tally is not None:
+        tally.finished(result)
+    return result
 
 
 async def _connect(config: ClientConfig, where: str) -> trio.socket.SocketType:

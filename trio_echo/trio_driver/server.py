@@ -27,6 +27,7 @@ import attrs
 import trio
 
 from ..address import Address
+from ..capacity_log import CapacityLog
 from ..codec import ServerCodec
 from ..config import ServerConfig
 from ..connection_log import ConnectionLog, EventSink, LoggingSink, ServerStats
@@ -68,6 +69,7 @@ class TrioServer:
         self.listeners: tuple[ListenSpec, ...] = ()
         """Each bound socket as a spec (real address and port, protocol), a client's target."""
         self._slots = trio.Semaphore(config.max_connections)
+        self._capacity = CapacityLog(trio.current_time, config.max_connections)
         self._active = 0
         self._ids = itertools.count(1)
         self._accepting = trio.CancelScope()
@@ -148,7 +150,9 @@ class TrioServer:
             try:
                 self._slots.acquire_nowait()  # accept() below is this turn's checkpoint
             except trio.WouldBlock:
+                self._capacity.full()
                 await self._slots.acquire()
+                self._capacity.room()
             try:
                 stream = await self._accept(listener)
             except BaseException:

@@ -26,7 +26,7 @@ __all__ = [
     "notes",
 ]
 
-NOTE_MESSAGES = ClientConfig().messages()
+NOTE_MESSAGES = list(ClientConfig().messages())
 """The seven messages of the note's client session."""
 
 

@@ -1,0 +1,99 @@
+"""What a client run has done so far, in the few counts its summary needs.
+
+Sessions report into one :class:`ClientTally` as they start and as they
+end, from whichever task or thread runs them. It keeps counts, not
+messages: how many sessions ended and how many of them failed, the round
+trips (those of sessions still running included, so a run stopped by a
+signal can say what it did), and the failures grouped by kind, each group
+with one example, so ten thousand sessions refused say so in one line.
+Its memory depends on the number of sessions running at once, never on
+how many messages they send.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Protocol
+
+import attrs
+
+from .errors import TrioEchoError
+from .session import SessionResult, describe_run
+
+
+class _Counting(Protocol):
+    """A running session: all the tally reads from it is its round trips so far."""
+
+    @property
+    def round_trips(self) -> int: ...
+
+
+@attrs.define
+class FailureGroup:
+    """Sessions that failed the same way: the error's type and OS error number."""
+
+    kind: str
+    """The error's type name (``ConnectionRefused``)."""
+    errno: int | None
+    count: int
+    example: str
+    """The first such session's message."""
+    same: bool = True
+    """True while every session of the group gave the example's message word for word."""
+
+
+class ClientTally:
+    """Counts over the sessions of one client run; safe to share between threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: dict[int, _Counting] = {}
+        self.ended = 0
+        """Sessions that have ended, ok or not."""
+        self.ok = 0
+        """Sessions that ended without an error."""
+        self._round_trips = 0
+        self._failures: dict[tuple[str, int | None], FailureGroup] = {}
+
+    def started(self, index: int, session: _Counting) -> None:
+        """Session *index* is running: its round trips count from now on."""
+        with self._lock:
+            self._running[index] = session
+
+    def finished(self, result: SessionResult) -> None:
+        """A session ended with *result*."""
+        with self._lock:
+            self._running.pop(result.index, None)
+            self.ended += 1
+            self._round_trips += result.round_trips
+            if result.error is None:
+                self.ok += 1
+            else:
+                self._add_failure(result.error)
+
+    @property
+    def round_trips(self) -> int:
+        """Messages answered so far, in sessions ended and running."""
+        with self._lock:
+            return self._round_trips + sum(s.round_trips for s in self._running.values())
+
+    def failures(self) -> list[FailureGroup]:
+        """The failures, one group per kind, the most frequent first."""
+        with self._lock:
+            groups = [attrs.evolve(group) for group in self._failures.values()]
+        return sorted(groups, key=lambda group: -group.count)
+
+    def summary(self, sessions: int, seconds: float) -> str:
+        """The run's line: sessions ok of *sessions*, round trips, rate."""
+        return describe_run(self.ok, sessions, self.round_trips, seconds)
+
+    def _add_failure(self, error: TrioEchoError) -> None:
+        errno = getattr(error, "errno", None)
+        key = (type(error).__name__, errno)
+        message = str(error)
+        group = self._failures.get(key)
+        if group is None:
+            self._failures[key] = FailureGroup(key[0], errno, 1, message)
+            return
+        group.count += 1
+        group.same = group.same and message == group.example
