@@ -153,6 +153,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="longest greeting line (default: %(default)s)",
     )
     serve.add_argument(
+        "--line-timeout",
+        type=seconds_or_never,
+        default=defaults.line_timeout,
+        metavar="SECONDS",
+        help=(
+            "fail a greeting whose line is not whole this long after accept, however "
+            "steadily it trickles; 0 never (default: %(default)s)"
+        ),
+    )
+    serve.add_argument(
         "--grace",
         type=seconds,
         default=defaults.grace,

@@ -56,6 +56,7 @@ def serve_command(args: argparse.Namespace) -> int:
         send_timeout=args.send_timeout,
         max_connections=args.max_connections,
         max_line=args.max_line,
+        line_timeout=args.line_timeout,
         grace=args.grace,
     )
     logging.basicConfig(
