@@ -366,13 +366,24 @@ def test_an_os_failure_reads_as_message_and_errno(caplog: pytest.LogCaptureFixtu
         sink(BytesDiscarded(5, peer, 0.0, 1))
         sink(Disconnected(6, peer, 0.0, "client closed", 1, 4))
     assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
-        ("ERROR", "127.0.0.1:5000 failed: Connection reset by peer (errno 104)"),
+        ("INFO", "127.0.0.1:5000 went away: Connection reset by peer (errno 104)"),
         ("ERROR", "127.0.0.1:5000 failed: peer took no data for 2 s"),
         ("ERROR", "127.0.0.1:5000 failed: connect: Refused (errno 111)"),
         ("INFO", '127.0.0.1:5000 received 1 byte: "a"'),
         ("INFO", "127.0.0.1:5000 ignored 1 byte after the greeting line"),
         ("INFO", "127.0.0.1:5000 disconnected (client closed; 1 byte in, 4 out)"),
     ]
+
+
+def test_peer_resets_are_counted_apart_from_the_servers_failures() -> None:
+    stats = ServerStats()
+    stats.add(1, 1, failed=True, reset=True)
+    stats.add(1, 1, failed=True, reset=True)
+    stats.add(1, 1, failed=True)
+    assert (stats.errors, stats.resets) == (1, 2)
+    assert stats.summary() == (
+        "served 3 connections, 3 bytes in, 3 bytes out, 1 error, 2 reset by the peer"
+    )
 
 
 def test_counts_of_one_are_singular() -> None:

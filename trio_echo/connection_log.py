@@ -10,6 +10,7 @@ produce the same transcript.
 
 from __future__ import annotations
 
+import errno as errno_codes
 import logging
 import threading
 from collections.abc import Callable
@@ -25,6 +26,9 @@ from .os_errors import describe_failure
 from .words import counted
 
 logger = logging.getLogger("trio_echo.server")
+
+PEER_RESETS = frozenset({errno_codes.ECONNRESET, errno_codes.EPIPE})
+"""Errors that mean the peer went away abruptly: its doing, not the server's."""
 
 
 @attrs.frozen
@@ -142,10 +146,14 @@ class LoggingSink:
     def __call__(self, event: ConnectionEvent, /) -> None:
         log = self._log
         match event:
-            case ConnectionFailed(peer=peer, errno=errno, message=message):
+            case ConnectionFailed(peer=peer, errno=errno, message=message) if (
+                errno not in PEER_RESETS
+            ):
                 log.error("%s failed: %s", peer, failure_text(message, errno))
             case _ if not log.isEnabledFor(logging.INFO):
                 return
+            case ConnectionFailed(peer=peer, errno=errno, message=message):
+                log.info("%s went away: %s", peer, failure_text(message, errno))
             case Connected(peer=peer):
                 log.info("%s connected", peer)
             case MessageReceived(peer=peer, data=data):
@@ -179,18 +187,22 @@ class ServerStats:
     bytes_in: int = 0
     bytes_out: int = 0
     errors: int = 0
+    """Connections that failed by the server's doing or a protocol error; not peer resets."""
+    resets: int = 0
+    """Connections the peer reset (or closed while a reply was being written)."""
     datagrams_in: int = 0
     datagrams_out: int = 0
     datagrams_refused: int = 0
     _lock: threading.Lock = attrs.field(factory=threading.Lock, repr=False, eq=False)
 
-    def add(self, bytes_in: int, bytes_out: int, *, failed: bool) -> None:
-        """Count one finished connection."""
+    def add(self, bytes_in: int, bytes_out: int, *, failed: bool, reset: bool = False) -> None:
+        """Count one finished connection: failed, reset by its peer, or neither."""
         with self._lock:
             self.connections += 1
             self.bytes_in += bytes_in
             self.bytes_out += bytes_out
-            self.errors += failed
+            self.errors += failed and not reset
+            self.resets += reset
 
     def add_datagram(self, size: int, replies: int, replied: int) -> None:
         """Count one datagram received (*size* bytes) and its *replies* (*replied* bytes)."""
@@ -214,6 +226,8 @@ class ServerStats:
             f"{counted(self.bytes_in, 'byte')} in, {counted(self.bytes_out, 'byte')} out, "
             f"{counted(self.errors, 'error')}"
         )
+        if self.resets:
+            line += f", {self.resets} reset by the peer"
         if self.datagrams_in:
             line += (
                 f"; {counted(self.datagrams_in, 'datagram')} in, {self.datagrams_out} out, "
@@ -312,20 +326,25 @@ class ConnectionLog:
             logger.debug("connection %d crashed", self.connection, exc_info=exc)
 
     def failed(self, message: str, errno: int | None, bytes_in: int, bytes_out: int) -> None:
-        """The connection ended in an error: *message*, and the OS's number when there is one."""
-        if self._close(bytes_in, bytes_out, failed=True):
+        """The connection ended in an error: *message*, and the OS's number when there is one.
+
+        A reset by the peer is counted apart from the server's own failures
+        (and logged at INFO): a storm of clients resetting must not read like
+        a broken server.
+        """
+        if self._close(bytes_in, bytes_out, failed=True, reset=errno in PEER_RESETS):
             self._sink(
                 ConnectionFailed(
                     self.connection, self.peer, self._clock(), errno, message, bytes_in, bytes_out
                 )
             )
 
-    def _close(self, bytes_in: int, bytes_out: int, *, failed: bool) -> bool:
+    def _close(self, bytes_in: int, bytes_out: int, *, failed: bool, reset: bool = False) -> bool:
         """Count the connection in the server's stats; False if it had ended already."""
         if self._ended:
             return False
         self._ended = True
-        self._stats.add(bytes_in, bytes_out, failed=failed)
+        self._stats.add(bytes_in, bytes_out, failed=failed, reset=reset)
         return True
 
 
