@@ -22,6 +22,7 @@ from .address import Address
 from .errors import NetworkError
 from .escape import escape, escape_text
 from .lifecycle import Ending, Timeouts
+from .log_budget import BURST, PER_SECOND, MessageBudget
 from .os_errors import describe_failure
 from .words import counted
 
@@ -132,11 +133,15 @@ class LoggingSink:
 
     Connections and messages are logged at INFO, a connection's failure at
     ERROR, so each level shows what its name says: ``--log-level error``
-    keeps the failures and nothing else. Received bytes are always escaped.
+    keeps the failures and nothing else. Received bytes are always escaped,
+    and each connection's message lines are bounded by a
+    :class:`~trio_echo.log_budget.MessageBudget`: what goes over is said in
+    one line as the connection ends.
     """
 
-    def __init__(self, log: logging.Logger = logger) -> None:
+    def __init__(self, log: logging.Logger = logger, budget: MessageBudget | None = None) -> None:
         self._log = log
+        self._budget = budget if budget is not None else MessageBudget()
 
     @property
     def wants_messages(self) -> bool:
@@ -145,6 +150,8 @@ class LoggingSink:
 
     def __call__(self, event: ConnectionEvent, /) -> None:
         log = self._log
+        if isinstance(event, Disconnected | ConnectionFailed):
+            self._say_unlogged(event)
         match event:
             case ConnectionFailed(peer=peer, errno=errno, message=message) if (
                 errno not in PEER_RESETS
@@ -156,8 +163,9 @@ class LoggingSink:
                 log.info("%s went away: %s", peer, failure_text(message, errno))
             case Connected(peer=peer):
                 log.info("%s connected", peer)
-            case MessageReceived(peer=peer, data=data):
-                log.info("%s received %s: %s", peer, counted(len(data), "byte"), escape(data))
+            case MessageReceived(connection=connection, peer=peer, at=at, data=data):
+                if self._budget.allow(connection, at, len(data)):
+                    log.info("%s received %s: %s", peer, counted(len(data), "byte"), escape(data))
             case BytesDiscarded(peer=peer, size=size):
                 log.info("%s ignored %s after the greeting line", peer, counted(size, "byte"))
             case Disconnected(peer=peer, reason=reason, bytes_in=bytes_in, bytes_out=bytes_out):
@@ -177,6 +185,18 @@ class LoggingSink:
                     escape(data),
                     replies,
                 )
+
+    def _say_unlogged(self, end: Disconnected | ConnectionFailed) -> None:
+        unlogged = self._budget.end(end.connection)
+        if unlogged is not None and self._log.isEnabledFor(logging.INFO):
+            self._log.info(
+                "%s sent %s (%s) more than the log takes (%d at once, then %g a second)",
+                end.peer,
+                counted(unlogged.messages, "message"),
+                counted(unlogged.size, "byte"),
+                BURST,
+                PER_SECOND,
+            )
 
 
 @attrs.define
