@@ -7,6 +7,7 @@ one peer never lets the kernel run dry.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import socket
 
@@ -171,3 +172,33 @@ async def test_receives_take_turns_when_data_is_always_waiting() -> None:
     for left, right in pairs:
         await left.aclose()
         await right.aclose()
+
+
+async def test_a_patient_send_times_out_by_the_peers_progress_not_the_whole_write(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The peer takes what is queued every 5 s for 50 s, then stops: with 10 s of patience
+    the write lasts until 10 s after the peer's last read, far past 10 s in all."""
+    sender, reader = fast_pair()
+    sender.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    reader.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    last_read = 0.0
+
+    async def read_slowly() -> None:
+        nonlocal last_read
+        for _ in range(10):
+            await trio.sleep(5)
+            with contextlib.suppress(BlockingIOError):
+                while reader.socket.recv(65536):
+                    pass
+            last_read = trio.current_time()
+
+    with trio.fail_after(1000):
+        async with sender, reader, trio.open_nursery() as nursery:
+            nursery.start_soon(read_slowly)
+            start = trio.current_time()
+            with pytest.raises(TimeoutError, match="took nothing for 10 s"):
+                await sender.send_all_within(b"x" * (64 << 20), 10)
+            gave_up = trio.current_time()
+    assert last_read - start == 50
+    assert gave_up - last_read == 10

@@ -90,11 +90,28 @@ def test_minutes_of_virtual_timeouts_take_well_under_a_second(row: str) -> None:
         assert time.perf_counter() - started < 1.0
 
 
+def test_no_row_declares_a_difference_between_the_drivers() -> None:
+    """The slow reader was the last: both drivers now time a send by the peer's progress."""
+    assert [scenario.name for scenario in SCENARIOS if scenario.differences] == []
+    slow = by_name("slow-reader")
+    assert run(slow, Driver.TRIO).digest() == run(slow, Driver.BLOCKING).digest()
+
+
 def test_a_declared_difference_is_real_and_confined_to_its_fields() -> None:
-    scenario = by_name("slow-reader")
+    async def confess(context: ScenarioContext) -> None:
+        context.note("witness", f"served by {context.driver.value}")
+
+    scenario = attrs.evolve(
+        by_name("note-session"),
+        script=confess,
+        expect=lambda _transcript: None,
+        differences="who served",
+        excluded=frozenset({"notes.witness"}),
+    )
     trio_side, blocking_side = (run(scenario, driver) for driver in Driver)
     assert trio_side.digest() != blocking_side.digest()
     assert trio_side.digest(scenario.excluded) == blocking_side.digest(scenario.excluded)
+    check(scenario)  # a declared difference passes the check
 
 
 def test_a_failed_expectation_names_the_seed_and_the_replay_command() -> None:

@@ -84,10 +84,11 @@ class ServerConfig:
     send_timeout: float | None = attrs.field(default=60.0, validator=positive_seconds)
     """Close a connection whose peer stops taking bytes for this long; None waits forever.
 
-    The blocking driver restarts the timer whenever the peer takes a byte
-    (``SO_SNDTIMEO``); the Trio driver, whose streams report no partial
-    progress, gives each write this long as a whole. Either way a client that
-    stops reading cannot hold its slot.
+    Both drivers restart the timer whenever the peer takes a byte (the
+    blocking one through ``SO_SNDTIMEO``, the Trio one through streams that
+    see partial progress), so a client reading slowly but steadily is not
+    dropped, and one that stops reading cannot hold its slot. Over TLS, whose
+    stream reports no partial progress, each write gets this long as a whole.
     """
     max_connections: int = attrs.field(default=1024, validator=positive_int)
     """Clients served at once; later ones wait in the listen backlog."""

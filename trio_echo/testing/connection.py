@@ -123,13 +123,17 @@ class Endpoint:
 
     # ---- writing ---------------------------------------------------------------
 
-    async def send(self, data: bytes) -> None:
-        """Hand every byte of *data* to the network; a Trio checkpoint."""
+    async def send(self, data: bytes, timeout: float | None = None) -> None:
+        """Hand every byte of *data* to the network; a Trio checkpoint.
+
+        With *timeout*, raise :class:`TimeoutError` once the network took
+        nothing for that long (see :meth:`wait_send`).
+        """
         await checkpoint_if_cancelled()
         pieces = self.start_send(data)
         self.push(pieces)
         if pieces:
-            await self.wait_send(pieces)
+            await self.wait_send(pieces, timeout)
         await cancel_shielded_checkpoint()
 
     def start_send(self, data: bytes) -> collections.deque[bytes]:

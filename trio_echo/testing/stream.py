@@ -11,6 +11,7 @@ the errno finds ``ECONNRESET`` exactly as with a real socket.
 from __future__ import annotations
 
 import contextlib
+import math
 import operator
 from collections.abc import Iterator
 
@@ -68,6 +69,22 @@ class SimulatedStream(trio.abc.HalfCloseableStream):
         """Send every byte, waiting while the peer's side is full."""
         with self._exclusive("send"), _trio_errors():
             await self._endpoint.send(bytes(data))
+
+    async def send_all_within(self, data: bytes | bytearray | memoryview, patience: float) -> None:
+        """:meth:`send_all`, raising ``TimeoutError`` once the peer took nothing for *patience* s.
+
+        The timer restarts whenever the network takes a byte, as a socket's
+        ``SO_SNDTIMEO`` does (and as the blocking driver's streams time out).
+        """
+        timeout = None if patience == math.inf else patience
+        timed_out = False
+        with self._exclusive("send"), _trio_errors():
+            try:
+                await self._endpoint.send(bytes(data), timeout)
+            except TimeoutError:  # not a broken stream: raised as itself, below
+                timed_out = True
+        if timed_out:
+            raise TimeoutError(f"the peer took nothing for {patience:g} s")
 
     async def wait_send_all_might_not_block(self) -> None:
         """Return once the send buffer has room."""

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import math
 import socket
 from collections.abc import Awaitable, Callable, Iterator
 
@@ -129,6 +130,15 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
         follows it in a conversation does), except every :data:`YIELD_EVERY`
         sends in a row, so a task that only sends cannot starve the others.
         """
+        await self.send_all_within(data, math.inf)
+
+    async def send_all_within(self, data: bytes | bytearray | memoryview, patience: float) -> None:
+        """:meth:`send_all`, raising ``TimeoutError`` once the peer took nothing for *patience* s.
+
+        The timer restarts whenever the kernel takes a byte, as a socket's
+        ``SO_SNDTIMEO`` does: a peer that reads slowly but steadily is not
+        mistaken for one that stopped.
+        """
         if self._eof_sent:
             raise trio.ClosedResourceError("can't send data after sending EOF")
         # _exclusive_send() written out: a generator context manager costs
@@ -150,7 +160,13 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
                         pass
                     except OSError as exc:
                         raise stream_error(exc) from exc
-                    await self._park(trio.lowlevel.wait_writable)
+                    if patience == math.inf:
+                        await self._park(trio.lowlevel.wait_writable)
+                        continue
+                    with trio.move_on_after(patience) as waiting:
+                        await self._park(trio.lowlevel.wait_writable)
+                    if waiting.cancelled_caught:
+                        raise TimeoutError(f"the peer took nothing for {patience:g} s")
             await self._maybe_yield()
         finally:
             self._sending = False

@@ -22,6 +22,7 @@ import logging
 import math
 import socket
 from collections.abc import Callable
+from typing import Protocol, cast
 
 import attrs
 import trio
@@ -223,9 +224,7 @@ class TrioServer:
                                 break
                             outgoing = conversation.respond(received)
                     else:
-                        with trio.move_on_after(timeouts.send) as waiting:
-                            await stream.send_all(outgoing)
-                        if waiting.cancelled_caught:
+                        if not await _send_or_stall(stream, outgoing, timeouts.send):
                             step = Ending.STALLED
                             break
                         conversation.sent(len(outgoing))
@@ -249,6 +248,33 @@ class TrioServer:
         finally:
             self._active -= 1
             self._slots.release()
+
+
+class PatientStream(Protocol):
+    """A stream that can time a write by the peer's progress (``SO_SNDTIMEO``'s way)."""
+
+    async def send_all_within(
+        self, data: bytes | bytearray | memoryview, patience: float
+    ) -> None: ...
+
+
+async def _send_or_stall(stream: trio.abc.Stream, data: bytes, patience: float) -> bool:
+    """Send *data*; False if the peer took nothing for *patience* seconds.
+
+    Streams that see partial progress (the fast TCP stream, the simulated
+    one) restart the timer whenever the peer takes a byte, as the blocking
+    driver's sockets do; any other stream (TLS) gives the write as a whole
+    *patience* seconds.
+    """
+    if hasattr(stream, "send_all_within"):
+        try:
+            await cast(PatientStream, stream).send_all_within(data, patience)
+        except TimeoutError:
+            return False
+        return True
+    with trio.move_on_after(patience) as waiting:
+        await stream.send_all(data)
+    return not waiting.cancelled_caught
 
 
 def _timed_out_reading(cap: float) -> Ending:
