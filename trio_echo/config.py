@@ -92,6 +92,9 @@ class ServerConfig:
     """
     max_connections: int = attrs.field(default=1024, validator=positive_int)
     """Clients served at once; later ones wait in the listen backlog."""
+    reclaim_after: float | None = attrs.field(default=1.0, validator=positive_seconds)
+    """With every slot taken and a client waiting, close the connection quiet longest
+    if it has been quiet this long, to serve the newcomer; None: never (see ``reclaim``)."""
     grace: float = attrs.field(default=5.0, validator=non_negative_seconds)
     """On shutdown, how long connections in flight may take to finish."""
     backlog: int = attrs.field(default=1024, validator=positive_int)

@@ -60,6 +60,8 @@ class Ending(enum.Enum):
     """The peer took no bytes of a reply for the send timeout."""
     SLOW_LINE = "slow line"
     """A greeting line was not whole within the line timeout, however steadily it trickled."""
+    RECLAIMED = "reclaimed for a waiting client"
+    """The server was full, a client waited, and this connection was the quietest."""
     SHUT_DOWN = "server shut down"
     """The server's shutdown cut the connection."""
     FAILED = "failed"

@@ -73,11 +73,15 @@ class Listener(Protocol):
         """Stop listening and wake a thread blocked in :meth:`accept`."""
         ...
 
+    def has_waiting(self) -> bool:
+        """Whether a client waits in the backlog to be accepted."""
+        ...
+
 
 class Semaphore(Protocol):
-    """Counts free slots; ``acquire`` blocks while there are none."""
+    """Counts free slots; ``acquire`` blocks while there are none (up to *timeout*)."""
 
-    def acquire(self) -> object: ...
+    def acquire(self, *, timeout: float | None = None) -> bool: ...
 
     def release(self) -> object: ...
 
@@ -231,6 +235,9 @@ class SocketListener:
 
     def close(self) -> None:
         self._socket.close()
+
+    def has_waiting(self) -> bool:
+        return not self._socket.closed and sockets.clients_waiting(self._socket.sock)
 
     def _remove_unix_file(self) -> None:
         if self._unix_file is not None:

@@ -27,6 +27,7 @@ from ..errors import TlsError
 from ..faults import ACCEPT_RETRY_SECONDS, OUT_OF_RESOURCES, AcceptFailureLog
 from ..lifecycle import LINGER_READ_SIZE, Ending, Phase, Timeouts, next_phase
 from ..listeners import ListenerPlan, plan_listeners
+from ..reclaim import RECLAIM_CHECK_SECONDS, Occupants
 from ..transport.spec import ListenSpec, Transport
 from .datagram_server import DatagramService
 from .runtime import Listener, ListenerClosed, Runtime, SocketRuntime, Stream, Worker
@@ -65,6 +66,9 @@ class BlockingServer:
         self._acceptors: list[Worker] = []
         self._slots = self.runtime.semaphore(config.max_connections)
         self._capacity = CapacityLog(self.runtime.monotonic, config.max_connections)
+        self._occupants = (
+            Occupants(config.reclaim_after) if config.reclaim_after is not None else None
+        )
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._connections: dict[int, tuple[Stream, Worker | None]] = {}
@@ -176,7 +180,7 @@ class BlockingServer:
 
     def _accept_loop(self, listener: Listener, plan: ListenerPlan) -> None:
         while True:
-            self._slots.acquire()
+            self._take_a_slot(listener)
             try:
                 stream, peer = self._accept(listener)
             except ListenerClosed:
@@ -186,6 +190,19 @@ class BlockingServer:
             if self.config.once:
                 self._stop_accepting()
             self._start_connection(stream, peer, plan)
+
+    def _take_a_slot(self, listener: Listener) -> None:
+        """Take a slot once one frees; while clients wait, reclaim the quietest connection.
+
+        See :mod:`trio_echo.reclaim` (and the Trio server, which does the same).
+        """
+        occupants = self._occupants
+        if occupants is None:
+            self._slots.acquire()
+            return
+        while not self._slots.acquire(timeout=RECLAIM_CHECK_SECONDS):
+            if listener.has_waiting():
+                occupants.reclaim_quietest(self.runtime.monotonic())
 
     def _accept(self, listener: Listener) -> tuple[Stream, Address]:
         while True:
@@ -240,17 +257,24 @@ class BlockingServer:
                 connection, peer, sink=self.sink, clock=self.runtime.monotonic, stats=self.stats
             )
             conversation = Conversation(plan.codec_factory(), log)
+            occupant = _Occupant(stream, self.runtime.monotonic())
+            if self._occupants is not None:
+                self._occupants.add(occupant)
             try:
                 if plan.tls is not None:
                     stream = self._handshake(stream, plan)
-                ending = self._converse(stream, conversation, plan.reading_limit)
+                ending = self._converse(stream, conversation, plan.reading_limit, occupant)
             except Exception as exc:
                 if self._aborting and isinstance(exc, OSError):
                     ending = Ending.SHUT_DOWN
+                elif occupant.reclaimed and isinstance(exc, OSError):
+                    ending = Ending.RECLAIMED
                 else:
                     log.failed_with(exc, conversation.bytes_in, conversation.bytes_out)
                     return
             finally:
+                if self._occupants is not None:
+                    self._occupants.discard(occupant)
                 stream.close()
             log.ended(ending, timeouts, conversation.bytes_in, conversation.bytes_out)
         finally:
@@ -274,7 +298,9 @@ class BlockingServer:
             ) from None
         return secure
 
-    def _converse(self, stream: Stream, conversation: Conversation, limit: float) -> Ending:
+    def _converse(
+        self, stream: Stream, conversation: Conversation, limit: float, occupant: _Occupant
+    ) -> Ending:
         """Run the phases of :mod:`~trio_echo.lifecycle` to the connection's ending.
 
         Reading must be over within *limit* seconds from now (a greeting
@@ -292,6 +318,7 @@ class BlockingServer:
                     received = stream.recv(size, timeout)
                 except TimeoutError:
                     return Ending.SLOW_LINE if clock() >= cap else Ending.IDLE
+                occupant.last_input = clock()
                 outgoing = conversation.respond(received)
             else:
                 try:
@@ -334,3 +361,22 @@ def _within(idle: float | None, left: float) -> float:
     """The read timeout that respects both the idle timeout and what is left of a deadline."""
     left = max(left, 0.000001)  # a socket timeout of 0 would mean "never"
     return left if idle is None else min(idle, left)
+
+
+class _Occupant:
+    """A blocking connection as :mod:`trio_echo.reclaim` sees it: its last input, its abort."""
+
+    __slots__ = ("last_input", "reclaimed", "stream")
+
+    def __init__(self, stream: Stream, accepted: float) -> None:
+        self.stream = stream
+        self.last_input = accepted
+        self.reclaimed = False
+
+    def quiet_since(self) -> float:
+        return self.last_input
+
+    def reclaim(self) -> None:
+        """Abort the stream under its thread, which then reports the connection reclaimed."""
+        self.reclaimed = True
+        self.stream.abort()

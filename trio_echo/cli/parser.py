@@ -153,6 +153,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="longest greeting line (default: %(default)s)",
     )
     serve.add_argument(
+        "--reclaim-after",
+        type=seconds_or_never,
+        default=defaults.reclaim_after,
+        metavar="SECONDS",
+        help=(
+            "when full and a client waits, close the connection quiet this long or longer "
+            "(the quietest) to serve it; 0 never (default: %(default)s)"
+        ),
+    )
+    serve.add_argument(
         "--line-timeout",
         type=seconds_or_never,
         default=defaults.line_timeout,

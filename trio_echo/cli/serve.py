@@ -57,6 +57,7 @@ def serve_command(args: argparse.Namespace) -> int:
         max_connections=args.max_connections,
         max_line=args.max_line,
         line_timeout=args.line_timeout,
+        reclaim_after=args.reclaim_after,
         grace=args.grace,
     )
     logging.basicConfig(

@@ -107,6 +107,10 @@ class SimulatedListener(trio.abc.Listener[SimulatedStream]):
         baton.wake(self._lot)
         return self._queue.popleft()
 
+    def has_waiting(self) -> bool:
+        """Whether a connection waits in the backlog to be accepted."""
+        return bool(self._queue)
+
     async def aclose(self) -> None:
         """Stop listening; connections still in the backlog are reset."""
         self.close()

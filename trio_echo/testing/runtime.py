@@ -204,16 +204,19 @@ class VirtualSemaphore:
         self._free = slots
         self._lot = trio.lowlevel.ParkingLot()
 
-    def acquire(self) -> bool:
-        """Take a slot, waiting for one to free."""
-        if not self._free:
-            self._runtime.block(self._wait)
+    def acquire(self, *, timeout: float | None = None) -> bool:
+        """Take a slot, waiting for one to free (for *timeout* virtual seconds at most)."""
+        if not self._free and not self._runtime.block(lambda: self._wait(timeout)):
+            return False
         self._free -= 1
         return True
 
-    async def _wait(self) -> None:
-        while not self._free:
-            await self._lot.park()
+    async def _wait(self, timeout: float | None) -> bool:
+        with trio.move_on_after(_seconds(timeout)):
+            while not self._free:
+                await self._lot.park()
+            return True
+        return False
 
     def release(self) -> None:
         """Give a slot back."""
@@ -301,6 +304,10 @@ class VirtualListener:
     def close(self) -> None:
         """Stop listening."""
         self._listener.close()
+
+    def has_waiting(self) -> bool:
+        """Whether a connection waits in the backlog to be accepted."""
+        return not self._listener.closed and self._listener.has_waiting()
 
 
 @contextlib.asynccontextmanager

@@ -110,6 +110,10 @@ class SimulatedStream(trio.abc.HalfCloseableStream):
         self._endpoint.close()
         await trio.lowlevel.checkpoint()
 
+    def close(self) -> None:
+        """Close now, from any task (a waiting receive gets ``ClosedResourceError``)."""
+        self._endpoint.close()
+
     async def reset(self) -> None:
         """Close abortively, like ``SO_LINGER`` 0: the peer's next calls fail with ECONNRESET."""
         self._endpoint.reset()

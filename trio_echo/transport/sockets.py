@@ -47,6 +47,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import select
 import socket
 import stat
 from typing import Any
@@ -350,3 +351,11 @@ def end_gently(sock: socket.socket) -> None:
             if not data:
                 break
             drained += len(data)
+
+
+def clients_waiting(sock: socket.socket | Any) -> bool:
+    """Whether the listening socket *sock* has a connection waiting to be accepted."""
+    if sock.fileno() == -1:
+        return False
+    readable, _, _ = select.select([sock.fileno()], [], [], 0)
+    return bool(readable)

@@ -119,6 +119,7 @@ class Seat:
         "conversation",
         "deadline",
         "idle",
+        "last_input",
         "queued",
         "receive_size",
         "sock",
@@ -134,6 +135,8 @@ class Seat:
         self.receive_size = 0
         self.idle = math.inf
         self.cap = math.inf
+        self.last_input = -math.inf
+        """When the peer last sent something (set as each read is served)."""
         """A deadline no input moves (a greeting line's); ``math.inf`` for none."""
         self.deadline = math.inf
         self.queued = math.inf
@@ -314,6 +317,7 @@ class Dispatcher:
         elif conversation.finished or not data:
             self._hand_back(fd, state, outcome.Value(b""))
         else:
+            state.last_input = now
             deadline = now + state.idle
             state.deadline = deadline if deadline < state.cap else state.cap
 

@@ -37,6 +37,7 @@ from trio.lowlevel import (
 
 from ..address import Address
 from ..os_errors import CLOSED_ERRNOS, stream_error, stream_errors
+from ..transport.sockets import clients_waiting
 
 YIELD_EVERY = 16
 """Sends a stream may complete without parking before it yields anyway."""
@@ -259,6 +260,10 @@ class FastSocketListener(trio.abc.Listener[FastSocketStream]):
             if self.socket.fileno() == -1:
                 raise trio.ClosedResourceError("the listener was closed")
             await trio.lowlevel.wait_readable(self.socket)
+
+    def has_waiting(self) -> bool:
+        """Whether a client waits in the backlog to be accepted."""
+        return clients_waiting(self.socket)
 
     async def aclose(self) -> None:
         """Stop listening."""

@@ -23,6 +23,7 @@ from ..address import UNKNOWN, Address
 from ..errors import NetworkError
 from ..os_errors import from_os_error
 from ..transport import sockets
+from ..transport.sockets import clients_waiting
 from ..transport.spec import ListenSpec, Transport
 from .fast_stream import FastSocketListener, FastSocketStream, from_trio_socket
 
@@ -125,6 +126,14 @@ class SocketNetwork:
         return _peer_of(stream.socket)
 
 
+def has_waiting(listener: Listener) -> bool:
+    """Whether a client waits to be accepted by *listener* (True when it cannot tell)."""
+    if isinstance(listener, trio.SocketListener):
+        return clients_waiting(listener.socket)
+    check = getattr(listener, "has_waiting", None)
+    return True if check is None else bool(check())
+
+
 TcpNetwork = SocketNetwork
 """The name :class:`SocketNetwork` had while it carried TCP alone."""
 
@@ -140,6 +149,10 @@ class UnixListener(trio.abc.Listener[trio.abc.Stream]):
     async def accept(self) -> trio.abc.Stream:
         """Wait for the next client."""
         return await self._listener.accept()
+
+    def has_waiting(self) -> bool:
+        """Whether a client waits in the backlog to be accepted."""
+        return clients_waiting(self._listener.socket)
 
     async def aclose(self) -> None:
         """Remove the socket file (before closing: see ``UnixSocketFile``), then stop listening."""

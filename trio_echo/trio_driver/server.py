@@ -37,12 +37,13 @@ from ..errors import TlsError
 from ..faults import ACCEPT_RETRY_SECONDS, OUT_OF_RESOURCES, AcceptFailureLog
 from ..lifecycle import LINGER_READ_SIZE, Ending, Phase, Timeouts, next_phase
 from ..listeners import ListenerPlan, plan_listeners
+from ..reclaim import RECLAIM_CHECK_SECONDS, Occupants
 from ..transport import sockets
 from ..transport.spec import ListenSpec, Transport
 from .datagram_server import serve_datagrams
 from .dispatcher import IDLE, Dispatcher, Seat, current_dispatcher, dispatcher_available
 from .fast_stream import FastSocketStream
-from .network import Listener, Network, SocketNetwork
+from .network import Listener, Network, SocketNetwork, has_waiting
 
 logger = logging.getLogger("trio_echo.server")
 
@@ -71,6 +72,9 @@ class TrioServer:
         """Each bound socket as a spec (real address and port, protocol), a client's target."""
         self._slots = trio.Semaphore(config.max_connections)
         self._capacity = CapacityLog(trio.current_time, config.max_connections)
+        self._occupants = (
+            Occupants(config.reclaim_after) if config.reclaim_after is not None else None
+        )
         self._active = 0
         self._ids = itertools.count(1)
         self._accepting = trio.CancelScope()
@@ -152,7 +156,7 @@ class TrioServer:
                 self._slots.acquire_nowait()  # accept() below is this turn's checkpoint
             except trio.WouldBlock:
                 self._capacity.full()
-                await self._slots.acquire()
+                await self._wait_for_a_slot(listener)
                 self._capacity.room()
             try:
                 stream = await self._accept(listener)
@@ -163,6 +167,23 @@ class TrioServer:
             if self.config.once:
                 self._accepting.cancel()
             handlers.start_soon(self._serve, stream, plan)
+
+    async def _wait_for_a_slot(self, listener: Listener) -> None:
+        """Take a slot once one frees; while clients wait, reclaim the quietest connection.
+
+        See :mod:`trio_echo.reclaim`: a connection quiet for ``reclaim_after``
+        makes room for a client waiting in the backlog.
+        """
+        occupants = self._occupants
+        if occupants is None:
+            await self._slots.acquire()
+            return
+        while True:
+            with trio.move_on_after(RECLAIM_CHECK_SECONDS):
+                await self._slots.acquire()
+                return
+            if has_waiting(listener):
+                occupants.reclaim_quietest(trio.current_time())
 
     async def _accept(self, listener: Listener) -> trio.abc.Stream:
         while True:
@@ -192,13 +213,16 @@ class TrioServer:
                 stats=self.stats,
             )
             conversation = Conversation(plan.codec_factory(), log)
+            occupant = _Occupant(stream)
+            if self._occupants is not None:
+                self._occupants.add(occupant)
             cap = math.inf  # when reading must be over, however steadily the peer trickles
             if plan.reading_limit != math.inf:
                 cap = trio.current_time() + plan.reading_limit
             try:
                 if plan.tls is not None:
                     stream = await _handshake(stream, plan)
-                seat = _seat_for(stream)
+                seat = occupant.seat = _seat_for(stream)
                 outgoing = b""
                 step: Phase | Ending = Phase.READING
                 while step is Phase.READING or step is Phase.SENDING:
@@ -222,6 +246,7 @@ class TrioServer:
                             if waiting.cancelled_caught:
                                 step = _timed_out_reading(cap)
                                 break
+                            occupant.last_input = trio.current_time()
                             outgoing = conversation.respond(received)
                     else:
                         if not await _send_or_stall(stream, outgoing, timeouts.send):
@@ -242,8 +267,15 @@ class TrioServer:
                 _end_gently(stream)
                 raise
             except Exception as exc:
-                log.failed_with(exc, conversation.bytes_in, conversation.bytes_out)
+                if occupant.reclaimed:
+                    log.ended(
+                        Ending.RECLAIMED, timeouts, conversation.bytes_in, conversation.bytes_out
+                    )
+                else:
+                    log.failed_with(exc, conversation.bytes_in, conversation.bytes_out)
             finally:
+                if self._occupants is not None:
+                    self._occupants.discard(occupant)
                 await _close_now(stream)
         finally:
             self._active -= 1
@@ -275,6 +307,39 @@ async def _send_or_stall(stream: trio.abc.Stream, data: bytes, patience: float) 
     with trio.move_on_after(patience) as waiting:
         await stream.send_all(data)
     return not waiting.cancelled_caught
+
+
+class _Occupant:
+    """A Trio connection as :mod:`trio_echo.reclaim` sees it: its last input, its close."""
+
+    __slots__ = ("last_input", "reclaimed", "seat", "stream")
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self.stream = stream
+        self.seat: Seat | None = None
+        self.last_input = trio.current_time()
+        self.reclaimed = False
+
+    def quiet_since(self) -> float:
+        seat = self.seat
+        if seat is not None and seat.last_input > self.last_input:
+            return seat.last_input
+        return self.last_input
+
+    def reclaim(self) -> None:
+        """Close the stream under its task, which then reports the connection reclaimed."""
+        self.reclaimed = True
+        stream = self.stream
+        while isinstance(stream, trio.SSLStream):
+            stream = stream.transport_stream
+        if isinstance(stream, FastSocketStream):
+            stream.close()
+        elif isinstance(stream, trio.SocketStream):
+            stream.socket.close()
+        else:
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()
 
 
 def _timed_out_reading(cap: float) -> Ending:

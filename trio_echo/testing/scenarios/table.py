@@ -302,6 +302,28 @@ def expect_queueing(transcript: Transcript) -> None:
         assert times[waiting][0] >= times[finished][1], times
 
 
+async def quiet_holders(context: ScenarioContext) -> None:
+    async def hold(label: str) -> None:
+        stream = await context.connect(label)
+        await read_to_end(context, label, stream)
+        await stream.aclose()
+
+    context.start_soon(hold, "quiet")
+    await trio.sleep(0.01)
+    context.start_soon(hold, "quieter")
+    await trio.sleep(2)
+    await context.session("newcomer")
+
+
+def expect_quiet_holders(transcript: Transcript) -> None:
+    assert_ok(transcript, "newcomer")
+    assert_ended(transcript, "quiet", "Disconnected", reason="reclaimed for a waiting client")
+    assert_ended(transcript, "quieter", "Disconnected", reason="idle for 60 s")
+    reclaimed_at = float(last(transcript, "quiet")["at"])
+    served_from = float(events(transcript, "newcomer")[0]["at"])
+    assert 2 < reclaimed_at <= served_from < 2.5, (reclaimed_at, served_from)
+
+
 async def stops_reading(context: ScenarioContext) -> None:
     stream = await context.connect("sleeper")
     await stream.send_all(BIG)
@@ -532,6 +554,13 @@ SCENARIOS: tuple[Scenario, ...] = (
         server=ServerConfig(max_connections=2),
         latency=0.1,
         expect=expect_queueing,
+    ),
+    Scenario(
+        name="reclaim-quiet",
+        checks="a full server with a client waiting closes the connection quiet longest for it",
+        script=quiet_holders,
+        server=ServerConfig(max_connections=2),
+        expect=expect_quiet_holders,
     ),
     Scenario(
         name="stops-reading",
