@@ -547,3 +547,23 @@ async def test_the_blocking_server_holds_a_connection_while_no_thread_can_start(
     )
     assert lines[1].startswith("starting a connection's thread recovered after 10 failures")
     assert len(lines) == 2
+
+
+async def test_a_full_server_reclaims_a_quiet_connection_for_a_waiting_client(
+    driver: str,
+) -> None:
+    """Real sockets, through the dispatcher for Trio: one quiet client holds the only
+    slot; a newcomer is served once the holder has been quiet for 0.2 s."""
+    config = echo_config(max_connections=1, reclaim_after=0.2)
+    with trio.fail_after(BOUND):
+        async with serve(driver, config, recorder=logging_recorder()) as served:
+            holder = await connect_to(served)
+            assert await exchange(holder, b"hello") == b"hello"
+            newcomer = await connect_to(served)  # waits in the backlog
+            assert await exchange(newcomer, b"let me in") == b"let me in"
+            assert await read_to_eof(holder) == b""
+            ended = await served.recorder.end_of(peer_of(holder))
+            await newcomer.aclose()
+            await holder.aclose()
+    assert isinstance(ended, Disconnected)
+    assert ended.reason == "reclaimed for a waiting client"
