@@ -18,6 +18,7 @@ from .case import Case, Measurement
 from .clients import MIB, close_all, connect, exchange, flood, read_to_eof, reset
 from .cycle_cases import CYCLE_CASES
 from .procs import ServerProcess, running_server
+from .resource_cases import RESOURCE_CASES
 from .tls_cases import TLS_CASES
 from .udp_cases import UDP_CASES
 
@@ -390,6 +391,7 @@ CASES = (
         "every greeting arrives, no reset",
         greeting_with_unread_input,
     ),
+    *RESOURCE_CASES,
     *UDP_CASES,
     *TLS_CASES,
     *CYCLE_CASES,
