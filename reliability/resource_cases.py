@@ -9,6 +9,7 @@ runs out must end the connections that met it and nothing else.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import resource
 
@@ -127,6 +128,107 @@ async def _answered(
     return answered
 
 
+# --- Out of memory -----------------------------------------------------------------------------
+
+MEMORY = 48_000 * 1024
+"""The Trio server's address space: the interpreter fits, about 4,000 connections do not."""
+MEMORY_NOFILE = 16_384
+MOST_CROWD = 10_000
+BATCH = 100
+HEALTHY = 20
+MEMORY_ERROR = re.compile(rb"MemoryError")
+FATAL = re.compile(rb"Fatal Python error|TrioInternalError|lost sys\.stderr")
+
+
+async def out_of_memory(driver: str) -> Measurement:
+    """Connect until memory runs out; the rest of the server must carry on and stop cleanly."""
+    healthy: list[trio.SocketStream] = []
+    crowd: list[trio.SocketStream] = []
+    limits = {
+        resource.RLIMIT_AS: MEMORY,
+        resource.RLIMIT_NOFILE: min(MEMORY_NOFILE, resource.getrlimit(resource.RLIMIT_NOFILE)[1]),
+    }
+    flags = [*ECHO_QUIET, "--max-connections", str(MOST_CROWD + HEALTHY + 10)]
+    async with running_server(driver, flags, limits=limits) as server:
+        try:
+            healthy += [await connect(server.port) for _ in range(HEALTHY)]
+            await _echoed(healthy, b"before")
+            failed = await _crowd_until_failure(server, crowd)
+            during = await _echoed(healthy, b"during")
+            await close_all(crowd)
+            after = await _fresh_client_served(server.port)
+            alive = server.process.returncode
+        finally:
+            await close_all(crowd)
+            await close_all(healthy)
+        code = await server.terminate()
+        summary = any(SUMMARY_LINE.search(line) for line in server.lines)
+        memory_lines = server.count(MEMORY_ERROR)
+        tracebacks, fatal, lines = server.count(TRACEBACK), server.count(FATAL), len(server.lines)
+    return Measurement(
+        f"{len(crowd)} connections opened, {failed} of them not served; "
+        f"{memory_lines} log lines name MemoryError; healthy clients served during: "
+        f"{during}/{HEALTHY}; a fresh client served after the crowd left: "
+        f"{'yes' if after else 'no'}; exit "
+        f"{'during the run: ' + str(alive) if alive is not None else 'on SIGTERM: ' + str(code)}, "
+        f"summary {'yes' if summary else 'no'}; {lines} output lines, {tracebacks} tracebacks, "
+        f"{fatal} fatal-error lines",
+        memory_lines > 0
+        and during == HEALTHY
+        and after
+        and alive is None
+        and code == 0
+        and summary
+        and tracebacks == 0
+        and fatal == 0
+        and lines <= failed + 10,
+    )
+
+
+async def _echoed(clients: list[trio.SocketStream], message: bytes) -> int:
+    """How many of *clients* get *message* back, each within a second."""
+    served = 0
+    for client in clients:
+        with trio.move_on_after(1):
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                served += await exchange(client, message) == message
+    return served
+
+
+async def _crowd_until_failure(server: ServerProcess, crowd: list[trio.SocketStream]) -> int:
+    """Open connections a batch at a time until a batch has one not served; how many failed."""
+    failed = 0
+
+    async def one(number: int) -> None:
+        nonlocal failed
+        try:
+            client = await connect(server.port)
+        except OSError:
+            failed += 1
+            return
+        crowd.append(client)
+        failed += await _echoed([client], b"c%d" % number) == 0
+
+    for start in range(0, MOST_CROWD, BATCH):
+        async with trio.open_nursery() as nursery:
+            for number in range(start, start + BATCH):
+                nursery.start_soon(one, number)
+        if failed or server.process.returncode is not None:
+            return failed
+    raise RuntimeError(f"{MOST_CROWD} connections served under the memory limit: none ran out")
+
+
+async def _fresh_client_served(port: int) -> bool:
+    with trio.move_on_after(2):
+        try:
+            client = await connect(port)
+        except OSError:
+            return False
+        async with client:
+            return await _echoed([client], b"fresh") == 1
+    return False
+
+
 RESOURCE_CASES = (
     Case(
         "no thread",
@@ -138,5 +240,17 @@ RESOURCE_CASES = (
         "'recovered' log line; SIGTERM then exits 0 with the summary, no traceback",
         no_thread,
         drivers=("blocking",),
+    ),
+    Case(
+        "out of memory",
+        f"echo, RLIMIT_AS {MEMORY // 1024:,} KiB (the server alone), "
+        f"--max-connections {MOST_CROWD + HEALTHY + 10}",
+        f"{HEALTHY} healthy clients connect; then batches of {BATCH} more until one is not "
+        "served (memory ran out); the healthy ones exchange again; the crowd leaves; SIGTERM",
+        "MemoryError met and logged; every healthy client served meanwhile, a fresh one after; "
+        "alive until SIGTERM, then exit 0 with the summary; no traceback or fatal error, at most "
+        "one output line per failed connection (+10)",
+        out_of_memory,
+        drivers=("trio",),
     ),
 )
