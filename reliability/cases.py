@@ -17,6 +17,7 @@ import trio
 from .case import Case, Measurement
 from .clients import MIB, close_all, connect, exchange, flood, read_to_eof, reset
 from .cycle_cases import CYCLE_CASES
+from .operator_cases import OPERATOR_CASES
 from .procs import ServerProcess, running_server
 from .resource_cases import RESOURCE_CASES
 from .tls_cases import TLS_CASES
@@ -392,6 +393,7 @@ CASES = (
         greeting_with_unread_input,
     ),
     *RESOURCE_CASES,
+    *OPERATOR_CASES,
     *UDP_CASES,
     *TLS_CASES,
     *CYCLE_CASES,

@@ -42,6 +42,8 @@ SUMMARY_LINE = re.compile(rb"served \d+ connections?, \d+ bytes in, \d+ bytes ou
 """The server's last line, on stdout (on stderr once stdout is closed)."""
 TRACEBACK = re.compile(rb"^Traceback \(most recent call last\)")
 
+_NEVER = re.compile(rb"(?!)")
+
 STOP_BOUND = 10.0
 """Seconds a child gets to exit after SIGTERM before it is killed."""
 
@@ -106,6 +108,10 @@ class ServerProcess:
         if found is None:
             raise RuntimeError(f"the server exited with {self.process.poll()}")
         return found
+
+    async def output_ended(self) -> None:
+        """Return once the child has closed its output: after it exits, every line is in."""
+        await self.output.wait_for(_NEVER)
 
     def cpu_seconds(self) -> float:
         """User plus system CPU time of every thread of the child."""
