@@ -115,8 +115,15 @@ async def _run_one(case: Case, driver: str) -> Row:
         with trio.fail_after(CASE_BOUND):
             measurement = await case.run(driver)
     except Exception as exc:
+        failure: BaseException = exc
+        while len(inner := getattr(failure, "exceptions", ())) == 1:
+            failure = inner[0]  # the one failure a nursery wrapped says more
         return Row(
-            case, driver, None, f"{type(exc).__name__}: {exc}", trio.current_time() - started
+            case,
+            driver,
+            None,
+            f"{type(failure).__name__}: {failure}",
+            trio.current_time() - started,
         )
     return Row(case, driver, measurement, None, trio.current_time() - started)
 

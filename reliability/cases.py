@@ -19,6 +19,7 @@ from .clients import MIB, close_all, connect, exchange, flood, read_to_eof, rese
 from .cycle_cases import CYCLE_CASES
 from .operator_cases import OPERATOR_CASES
 from .procs import ServerProcess, running_server
+from .release_cases import RELEASE_CASES
 from .resource_cases import RESOURCE_CASES
 from .tls_cases import TLS_CASES
 from .udp_cases import UDP_CASES
@@ -394,6 +395,7 @@ CASES = (
     ),
     *RESOURCE_CASES,
     *OPERATOR_CASES,
+    *RELEASE_CASES,
     *UDP_CASES,
     *TLS_CASES,
     *CYCLE_CASES,
