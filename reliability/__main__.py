@@ -116,8 +116,10 @@ async def _run_one(case: Case, driver: str) -> Row:
             measurement = await case.run(driver)
     except Exception as exc:
         failure: BaseException = exc
-        while len(inner := getattr(failure, "exceptions", ())) == 1:
-            failure = inner[0]  # the one failure a nursery wrapped says more
+        inner: Sequence[BaseException] = getattr(failure, "exceptions", ())
+        while len(inner) == 1:  # the one failure a nursery wrapped says more
+            failure = inner[0]
+            inner = getattr(failure, "exceptions", ())
         return Row(
             case,
             driver,
