@@ -24,3 +24,5 @@ class Case:
     fault: str
     threshold: str
     run: Callable[[str], Awaitable[Measurement]]
+    drivers: tuple[str, ...] = ("trio", "blocking")
+    """The drivers the case applies to (a fault one driver alone can meet)."""

@@ -17,7 +17,10 @@ import trio
 from .case import Case, Measurement
 from .clients import MIB, close_all, connect, exchange, flood, read_to_eof, reset
 from .cycle_cases import CYCLE_CASES
+from .operator_cases import OPERATOR_CASES
 from .procs import ServerProcess, running_server
+from .release_cases import RELEASE_CASES
+from .resource_cases import RESOURCE_CASES
 from .tls_cases import TLS_CASES
 from .udp_cases import UDP_CASES
 
@@ -390,6 +393,9 @@ CASES = (
         "every greeting arrives, no reset",
         greeting_with_unread_input,
     ),
+    *RESOURCE_CASES,
+    *OPERATOR_CASES,
+    *RELEASE_CASES,
     *UDP_CASES,
     *TLS_CASES,
     *CYCLE_CASES,

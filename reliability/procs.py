@@ -11,12 +11,14 @@ whatever happened inside it.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
+import resource
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
 
 import trio
@@ -35,6 +37,12 @@ _LIMITED = (
     "sys.exit(main(sys.argv[2:]))\n"
 )
 """Runs the command line after lowering the descriptor limit (``-c`` program)."""
+
+SUMMARY_LINE = re.compile(rb"served \d+ connections?, \d+ bytes in, \d+ bytes out, \d+ errors?")
+"""The server's last line, on stdout (on stderr once stdout is closed)."""
+TRACEBACK = re.compile(rb"^Traceback \(most recent call last\)")
+
+_NEVER = re.compile(rb"(?!)")
 
 STOP_BOUND = 10.0
 """Seconds a child gets to exit after SIGTERM before it is killed."""
@@ -101,6 +109,10 @@ class ServerProcess:
             raise RuntimeError(f"the server exited with {self.process.poll()}")
         return found
 
+    async def output_ended(self) -> None:
+        """Return once the child has closed its output: after it exits, every line is in."""
+        await self.output.wait_for(_NEVER)
+
     def cpu_seconds(self) -> float:
         """User plus system CPU time of every thread of the child."""
         with open(f"/proc/{self.pid}/stat", "rb") as stat:
@@ -148,16 +160,36 @@ class ServerProcess:
         return await self.process.wait()
 
 
+Limits = Mapping[int, int]
+"""Resource limits for a child, ``{resource.RLIMIT_AS: bytes, ...}``, soft and hard alike."""
+
+
+def _apply_limits(limits: Limits) -> None:
+    """Set *limits* in the child between fork and exec (the server's own code is untouched)."""
+    for which, value in limits.items():
+        resource.setrlimit(which, (value, value))
+
+
 @asynccontextmanager
 async def running_server(
-    driver: str, flags: Sequence[str], *, nofile: int | None = None
+    driver: str,
+    flags: Sequence[str],
+    *,
+    nofile: int | None = None,
+    limits: Limits | None = None,
 ) -> AsyncIterator[ServerProcess]:
-    """Start a server child, wait until it listens, and kill it when the block ends."""
+    """Start a server child, wait until it listens, and kill it when the block ends.
+
+    *limits* are set in the child before it runs Python (``preexec_fn``), so
+    they bind the interpreter's start-up too: a memory limit must leave room
+    for it.
+    """
     process = await trio.lowlevel.open_process(
         serve_command(driver, flags, nofile=nofile),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
+        preexec_fn=None if limits is None else functools.partial(_apply_limits, dict(limits)),
     )
     server = ServerProcess(process)
     try:

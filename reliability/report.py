@@ -129,6 +129,21 @@ starts. `{COMMAND} --help` lists options (one driver, some cases, no write).
 - "Start/stop cycles" runs `python -m reliability.cycling DRIVER 200` in a
   fresh interpreter, so only the servers' descriptors (`/proc/self/fd`) and
   threads (`threading.active_count()`, `/proc/self/task`) are counted.
+- "No thread" and "out of memory" lower `RLIMIT_AS` on the server process
+  alone, between fork and exec (`preexec_fn`): as root `RLIMIT_NPROC` does
+  not bind. How many threads fit is found by connecting one client at a
+  time until one gets no echo within 1 s (each thread may also reserve a
+  malloc arena). "Out of memory" counts every output line of the server
+  (stdout and stderr together).
+- "Signal bursts" sends its three signals with no pause between them;
+  "closed stdout" reads the first line, closes its end of the pipe and
+  reads stderr alone. "Trickling greeting" runs a server through the
+  library API in a `python -c` child, since `serve` has no flag for the
+  line deadline.
+- "10,000 closing at once" holds the connections in a `python -c` child
+  and kills it with SIGKILL; each side raises `RLIMIT_NOFILE` to its hard
+  limit, and the count is lowered to fit under it (less 200 spare). Leave
+  it out with `--skip '10,000 closing at once'`.
 - Times are wall-clock on a shared machine: a loaded machine makes them
   longer, never shorter, so the thresholds leave room above the ideal.
 - The same behaviours are covered by the test suite against both drivers:
