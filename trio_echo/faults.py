@@ -68,7 +68,7 @@ class AcceptFailureLog:
         self._started = 0.0
         self._last_line = 0.0
 
-    def failed(self, exc: OSError | RuntimeError, retry: float) -> None:
+    def failed(self, exc: OSError | RuntimeError | MemoryError, retry: float) -> None:
         """An accept failed with *exc*; the caller retries after *retry* seconds."""
         with self._lock:
             now = self._clock()
@@ -113,7 +113,7 @@ class AcceptFailureLog:
             self._unreported = 0
 
 
-def _describe(exc: OSError | RuntimeError) -> str:
+def _describe(exc: OSError | RuntimeError | MemoryError) -> str:
     if isinstance(exc, OSError):
         return describe_os_error(exc)
     return str(exc) or type(exc).__name__

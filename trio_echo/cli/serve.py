@@ -200,10 +200,13 @@ def _serve_blocking(config: ServerConfig) -> str:
             while stages < min(signals.count, 2) and not ended.is_set():
                 grace = None if stages == 0 else 0.0
                 _say_stopping(config, server.active_connections, grace)
-                threading.Thread(
-                    target=server.shutdown, args=(grace,), name="trio-echo stop", daemon=True
-                ).start()
                 stages += 1
+                try:
+                    threading.Thread(
+                        target=server.shutdown, args=(grace,), name="trio-echo stop", daemon=True
+                    ).start()
+                except RuntimeError:  # no thread can be started (a process limit): stop here
+                    server.shutdown(grace)
     return server.stats.summary()
 
 

@@ -68,6 +68,12 @@ logger = logging.getLogger("trio_echo.server")
 MAX_EVENTS_PER_ROUND = 256
 """Connections served per round before the dispatcher yields to other tasks."""
 
+SHORT_READ = 4096
+"""Bytes read at a time while memory is short (a full read's buffer could not be had)."""
+
+SHORT_READ_SECONDS = 1.0
+"""How long reads stay short after memory ran out for a full one."""
+
 ROUND_FAILURE_PAUSE = 0.1
 """Seconds the dispatcher waits after a round failed as a whole before the next."""
 
@@ -152,6 +158,8 @@ class Dispatcher:
         self._deadlines: list[tuple[float, int, Seat]] = []
         self._order = itertools.count()
         self._sleep = trio.CancelScope()
+        self._short_until = -math.inf
+        """Until when reads are :data:`SHORT_READ` bytes: memory ran out for a full one."""
 
     async def serve_until_needed(
         self,
@@ -298,11 +306,16 @@ class Dispatcher:
         assert conversation is not None
         sock = state.sock
         try:
-            data = sock.recv(state.receive_size)
+            data = sock.recv(state.receive_size if now >= self._short_until else SHORT_READ)
         except BlockingIOError:
             return
         except OSError as exc:
             self._hand_back(fd, state, outcome.Error(stream_error(exc)))
+            return
+        except MemoryError:
+            # No room for a full read's buffer: read in small pieces for a while,
+            # and let this connection wait for its turn rather than fail.
+            self._short_until = now + SHORT_READ_SECONDS
             return
         reply = conversation.respond(data)  # what it raises goes to the task (see _serve_round)
         try:

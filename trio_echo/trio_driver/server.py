@@ -166,7 +166,13 @@ class TrioServer:
             self._accept_failures.succeeded()
             if self.config.once:
                 self._accepting.cancel()
-            handlers.start_soon(self._serve, stream, plan)
+            try:
+                handlers.start_soon(self._serve, stream, plan)
+            except MemoryError as exc:  # no room for its task: refuse it, wait, go on
+                await _close_now(stream)
+                self._slots.release()
+                self._accept_failures.failed(exc, ACCEPT_RETRY_SECONDS)
+                await trio.sleep(ACCEPT_RETRY_SECONDS)
 
     async def _wait_for_a_slot(self, listener: Listener) -> None:
         """Take a slot once one frees; while clients wait, reclaim the quietest connection.
@@ -193,7 +199,9 @@ class TrioServer:
                 if exc.errno not in OUT_OF_RESOURCES:
                     raise
                 self._accept_failures.failed(exc, ACCEPT_RETRY_SECONDS)
-                await trio.sleep(ACCEPT_RETRY_SECONDS)
+            except MemoryError as exc:  # out of memory in the process, like ENOMEM in the kernel
+                self._accept_failures.failed(exc, ACCEPT_RETRY_SECONDS)
+            await trio.sleep(ACCEPT_RETRY_SECONDS)
 
     async def _serve(self, stream: trio.abc.Stream, plan: ListenerPlan) -> None:
         """Hold one connection from accept to close; its failure ends it and nothing else.
