@@ -64,3 +64,27 @@ def test_a_malformed_option_is_one_line_and_exit_2(capsys: pytest.CaptureFixture
     err = capsys.readouterr().err
     assert err.startswith("trio_echo.testing: error: argument --seed: invalid int value")
     assert err.count("\n") == 1
+
+
+def test_replay_into_a_closed_pipe_stops_quietly() -> None:
+    """``replay thousand-clients | head -1``: exit 141, no traceback."""
+    import subprocess
+    import sys
+
+    child = subprocess.Popen(
+        [sys.executable, "-m", "trio_echo.testing", "replay", "thousand-clients"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert child.stdout is not None and child.stderr is not None
+        assert child.stdout.readline() == b"{\n"
+        child.stdout.close()
+        code = child.wait(60)
+        stderr = child.stderr.read()
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(60)
+    assert code == 141
+    assert stderr == b""

@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import NoReturn
 
+from ...cli.common import EXIT_OUTPUT_CLOSED, silence_stdout
 from ..serving import Driver
 from .harness import ScenarioFailed, check, expect, run_scenario
 from .table import SCENARIOS, NoSuchScenario, by_name, seeded
@@ -57,6 +58,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, NoSuchScenario) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:  # the reader went away (| head): stop quietly, as Unix tools do
+        silence_stdout()
+        return EXIT_OUTPUT_CLOSED
     return status
 
 
