@@ -18,7 +18,7 @@ from .case import Case, Measurement
 from .clients import MIB, close_all, connect, exchange, flood, read_to_eof, reset
 from .cycle_cases import CYCLE_CASES
 from .operator_cases import OPERATOR_CASES
-from .procs import ServerProcess, running_server
+from .procs import CONNECTION_ENDED, CONNECTION_FAILED, ServerProcess, running_server
 from .release_cases import RELEASE_CASES
 from .resource_cases import RESOURCE_CASES
 from .tls_cases import TLS_CASES
@@ -222,7 +222,7 @@ async def sigterm_exit(driver: str) -> Measurement:
 # --- Resets ------------------------------------------------------------------------------------
 
 RESETS = 200
-ENDED = re.compile(rb" disconnected \(|:\d+ failed: ")
+ENDED = CONNECTION_ENDED
 
 
 async def resets(driver: str) -> Measurement:
@@ -269,7 +269,7 @@ async def crowd(driver: str) -> Measurement:
         started = trio.current_time()
         errors, peak = await _crowd_sessions(server)
         took = trio.current_time() - started
-        errors_logged = sum(1 for line in server.lines if re.search(rb":\d+ failed: ", line))
+        errors_logged = server.count(CONNECTION_FAILED)
     return Measurement(
         f"{CROWD - errors}/{CROWD} sessions ok, all {CROWD} open at once "
         f"(server held {peak} descriptors); {errors_logged} server errors; {took:.2f} s",

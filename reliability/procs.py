@@ -38,7 +38,13 @@ _LIMITED = (
 )
 """Runs the command line after lowering the descriptor limit (``-c`` program)."""
 
-SUMMARY_LINE = re.compile(rb"served \d+ connections?, \d+ bytes in, \d+ bytes out, \d+ errors?")
+SUMMARY_LINE = re.compile(rb"served \d+ connections?, \d+ bytes? in, \d+ bytes? out, \d+ errors?")
+
+CONNECTION_FAILED = re.compile(rb" failed: ")
+"""A connection's failure in the server's log (``127.0.0.1:5000 failed: ...``)."""
+
+CONNECTION_ENDED = re.compile(rb" disconnected \(| failed: | went away: ")
+"""Any connection's end in the server's log: closed, failed, or reset by its peer."""
 """The server's last line, on stdout (on stderr once stdout is closed)."""
 TRACEBACK = re.compile(rb"^Traceback \(most recent call last\)")
 

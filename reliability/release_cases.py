@@ -22,7 +22,7 @@ from child_output import LineCollector
 
 from .case import Case, Measurement
 from .clients import connect, exchange
-from .procs import ServerProcess, running_server
+from .procs import CONNECTION_ENDED, ServerProcess, running_server
 
 WANTED = 10_000
 SPARE = 200
@@ -31,7 +31,7 @@ RELEASE_LIMIT = 30.0
 PROBE_LIMIT = 5.0
 PROBE_EVERY = 0.2
 CONNECTED = re.compile(rb" connected$")
-ENDED = re.compile(rb" disconnected \(| error No: ")
+ENDED = CONNECTION_ENDED
 _CLIENTS = """\
 import resource, socket, sys
 limit = resource.getrlimit(resource.RLIMIT_NOFILE)[1]

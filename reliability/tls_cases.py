@@ -20,7 +20,7 @@ import trustme
 
 from .case import Case, Measurement
 from .clients import connect, connect_tls, exchange
-from .procs import LISTENING, ServerProcess, running_server
+from .procs import CONNECTION_FAILED, LISTENING, ServerProcess, running_server
 
 
 @attrs.frozen
@@ -147,7 +147,7 @@ async def _time_to_close(port: int, trickle: bytes | None) -> tuple[float, int]:
 # --- Not TLS -----------------------------------------------------------------------------------
 
 GARBAGE = 64 * 1024
-FAILED = re.compile(rb" error No: ")
+FAILED = CONNECTION_FAILED
 
 
 async def not_tls(driver: str) -> Measurement:
