@@ -115,6 +115,12 @@ class ClientSession:
                 return True
         return False
 
+    def result(self, index: int, error: TrioEchoError | None, seconds: float) -> SessionResult:
+        """How the session went: what it exchanged, its error if any, how long it took."""
+        return SessionResult(
+            index, tuple(self.exchanges), error, seconds, round_trips=self.round_trips
+        )
+
     def connect_timeout_error(self, seconds: float) -> Timeout:
         """The error for a connection that was not made within *seconds*."""
         return Timeout(f"connect to {self.where}: no answer within {seconds:g} s")

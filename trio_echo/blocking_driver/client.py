@@ -43,13 +43,7 @@ def run_session(
         _converse(config, runtime, session)
     except TrioEchoError as exc:
         error = exc
-    result = SessionResult(
-        index,
-        tuple(session.exchanges),
-        error,
-        runtime.monotonic() - started,
-        round_trips=session.round_trips,
-    )
+    result = session.result(index, error, runtime.monotonic() - started)
     if tally is not None:
         tally.finished(result)
     return result

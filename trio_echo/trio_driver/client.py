@@ -50,13 +50,7 @@ async def run_session(
         await _converse(config, network, session)
     except TrioEchoError as exc:
         error = exc
-    result = SessionResult(
-        index,
-        tuple(session.exchanges),
-        error,
-        trio.current_time() - started,
-        round_trips=session.round_trips,
-    )
+    result = session.result(index, error, trio.current_time() - started)
     if tally is not None:
         tally.finished(result)
     return result
