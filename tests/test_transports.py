@@ -13,7 +13,7 @@ import functools
 import os
 import socket
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import trio
@@ -50,6 +50,11 @@ async def session(client: Driver, config: ClientConfig) -> SessionResult:
     return await trio.to_thread.run_sync(functools.partial(run_blocking_session, config))
 
 
+def tls_server(files: TlsFiles, spec: str = "tls://127.0.0.1:0", **settings: Any) -> ServerConfig:
+    """A server with one TLS listener, its certificate from the test CA."""
+    return ServerConfig(listen=[parse_listen_spec(spec)], tls=files.server_settings(**settings))
+
+
 def replies(result: SessionResult) -> list[bytes]:
     return [exchange.reply for exchange in result.exchanges]
 
@@ -61,9 +66,7 @@ def note_replies() -> list[bytes]:
 @pytest.mark.parametrize("client", DRIVERS, ids=lambda d: f"{d.value}-client")
 @pytest.mark.parametrize("server", DRIVERS, ids=lambda d: f"{d.value}-server")
 async def test_the_note_over_tls(server: Driver, client: Driver, tls_files: TlsFiles) -> None:
-    config = ServerConfig(
-        listen=[parse_listen_spec("tls://127.0.0.1:0")], tls=tls_files.server_settings()
-    )
+    config = tls_server(tls_files)
     with trio.fail_after(TIMEOUT):
         async with serve(server, config) as served:
             (spec,) = served.server.listeners
@@ -77,9 +80,7 @@ async def test_the_note_over_tls(server: Driver, client: Driver, tls_files: TlsF
 async def test_a_plain_client_on_a_tls_port_is_one_line_on_the_server(
     server: Driver, tls_files: TlsFiles
 ) -> None:
-    config = ServerConfig(
-        listen=[parse_listen_spec("tls://127.0.0.1:0")], tls=tls_files.server_settings()
-    )
+    config = tls_server(tls_files)
     with trio.fail_after(TIMEOUT):
         async with serve(server, config) as served:
             (spec,) = served.server.listeners
@@ -113,10 +114,7 @@ async def test_a_tls_client_on_a_plain_port_is_one_line_on_the_client(
 async def test_a_tls_client_refuses_a_certificate_for_another_host(
     client: Driver, tls_files: TlsFiles
 ) -> None:
-    config = ServerConfig(
-        listen=[parse_listen_spec("tls://127.0.0.1:0")],
-        tls=tls_files.server_settings(certfile=tls_files.wrong_host.combined, keyfile=None),
-    )
+    config = tls_server(tls_files, certfile=tls_files.wrong_host.combined, keyfile=None)
     with trio.fail_after(TIMEOUT):
         async with serve(Driver.TRIO, config) as served:
             (spec,) = served.server.listeners
@@ -132,10 +130,7 @@ async def test_a_handshake_that_never_finishes_fails_after_its_timeout(
 ) -> None:
     """On the simulated network: a client connects to a TLS port and sends nothing."""
     network = SimulatedNetwork()
-    config = ServerConfig(
-        listen=[parse_listen_spec("tls://127.0.0.1:3443")],
-        tls=tls_files.server_settings(handshake_timeout=10),
-    )
+    config = tls_server(tls_files, "tls://127.0.0.1:3443", handshake_timeout=10)
     async with serve(server, config, network=network) as served:
         silent = await network.client("silent").connect("127.0.0.1", 3443)
         [failure] = await served.recorder.wait_for_kind(ConnectionFailed)
@@ -236,9 +231,7 @@ def test_the_process_keeps_no_unix_socket_file_descriptor(short_dir: Path) -> No
 async def test_both_servers_word_a_failed_handshake_alike(
     server: Driver, tls_files: TlsFiles
 ) -> None:
-    config = ServerConfig(
-        listen=[parse_listen_spec("tls://127.0.0.1:0")], tls=tls_files.server_settings()
-    )
+    config = tls_server(tls_files)
     with trio.fail_after(TIMEOUT):
         async with serve(server, config) as served:
             (spec,) = served.server.listeners
@@ -256,9 +249,7 @@ async def test_the_note_over_tls_on_the_simulated_network(
 ) -> None:
     """TLS is a layer over any stream: the whole conversation runs in virtual time."""
     network = SimulatedNetwork()
-    config = ServerConfig(
-        listen=[parse_listen_spec("tls://127.0.0.1:3443")], tls=tls_files.server_settings()
-    )
+    config = tls_server(tls_files, "tls://127.0.0.1:3443")
     async with serve(server, config, network=network):
         target = ClientConfig.for_target(
             parse_listen_spec("tls://127.0.0.1:3443"), tls=tls_files.client_settings()
