@@ -93,14 +93,19 @@ def occupied_port() -> Iterator[int]:
         yield int(sock.getsockname()[1])
 
 
-def has_ipv6_loopback() -> bool:
-    """Whether this machine can bind ``::1`` (containers often have no IPv6 at all)."""
+def can_bind(family: socket.AddressFamily, host: str) -> bool:
+    """Whether this machine can bind *host* (a loopback address it may not have)."""
     try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
-            probe.bind(("::1", 0))
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.bind((host, 0))
     except OSError:
         return False
     return True
+
+
+def has_ipv6_loopback() -> bool:
+    """Whether this machine can bind ``::1`` (containers often have no IPv6 at all)."""
+    return can_bind(socket.AF_INET6, "::1")
 
 
 def split_reply(reply: bytes) -> list[bytes]:

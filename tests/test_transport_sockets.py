@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from loopback import has_ipv6_loopback
+from loopback import can_bind, has_ipv6_loopback
 
 from trio_echo.errors import AddressInUse, ConfigError, NetworkError
 from trio_echo.transport import sockets
@@ -25,17 +25,10 @@ TIMEOUT = 5.0
 """Bound on every blocking socket call in these tests."""
 
 
-def _has_second_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            probe.bind(("127.0.0.2", 0))
-    except OSError:
-        return False
-    return True
-
-
 needs_ipv6 = pytest.mark.skipif(not has_ipv6_loopback(), reason="no IPv6 loopback here")
-needs_127_0_0_2 = pytest.mark.skipif(not _has_second_loopback(), reason="127.0.0.2 not loopback")
+needs_127_0_0_2 = pytest.mark.skipif(
+    not can_bind(socket.AF_INET, "127.0.0.2"), reason="127.0.0.2 not loopback"
+)
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
 
 
@@ -141,7 +134,7 @@ def _two_loopback_addresses() -> tuple[list[tuple[Any, ...]], int]:
 def two_addresses(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, Any]]:
     """Make the name ``both`` resolve to two loopback addresses (IPv4 and IPv6 when possible)."""
     entries, _family = _two_loopback_addresses()
-    if not has_ipv6_loopback() and not _has_second_loopback():
+    if not has_ipv6_loopback() and not can_bind(socket.AF_INET, "127.0.0.2"):
         pytest.skip("only one loopback address here")  # pragma: no cover
     real = socket.getaddrinfo
 
