@@ -337,9 +337,7 @@ class _Occupant:
     def reclaim(self) -> None:
         """Close the stream under its task, which then reports the connection reclaimed."""
         self.reclaimed = True
-        stream = self.stream
-        while isinstance(stream, trio.SSLStream):
-            stream = stream.transport_stream
+        stream = _under_tls(self.stream)
         if isinstance(stream, FastSocketStream):
             stream.close()
         elif isinstance(stream, trio.SocketStream):
@@ -348,6 +346,13 @@ class _Occupant:
             close = getattr(stream, "close", None)
             if close is not None:
                 close()
+
+
+def _under_tls(stream: trio.abc.Stream) -> trio.abc.Stream:
+    """The stream carrying *stream*'s bytes: itself, or what its TLS layer runs over."""
+    while isinstance(stream, trio.SSLStream):
+        stream = stream.transport_stream
+    return stream
 
 
 def _timed_out_reading(cap: float) -> Ending:
@@ -368,8 +373,7 @@ def _end_gently(stream: trio.abc.Stream) -> None:
 
     See ``transport.sockets.end_gently``; the blocking server does the same.
     """
-    while isinstance(stream, trio.SSLStream):
-        stream = stream.transport_stream
+    stream = _under_tls(stream)
     if isinstance(stream, FastSocketStream):
         sockets.end_gently(stream.socket)
     elif isinstance(stream, trio.SocketStream):
