@@ -38,8 +38,8 @@ from trio_echo.connection_log import (
     ServerStats,
 )
 from trio_echo.datagram_conversation import DatagramConversation
-from trio_echo.faults import AcceptFailureLog
 from trio_echo.session import ClientSession, describe_run
+from trio_echo.shortages import AcceptFailureLog
 from trio_echo.transport.spec import Transport
 from trio_echo.trio_driver import TrioServer
 from trio_echo.trio_driver import run_client as run_trio_client

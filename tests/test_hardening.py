@@ -55,7 +55,7 @@ from trio_echo.blocking_driver import run_session as run_blocking_session
 from trio_echo.blocking_driver.runtime import Worker
 from trio_echo.codec import SERVER_GREETING, EchoServer, ReplyMatcher, ServerEvent
 from trio_echo.connection_log import BytesDiscarded, Connected, MessageReceived
-from trio_echo.faults import ACCEPT_LOG_INTERVAL, ACCEPT_RETRY_SECONDS, AcceptFailureLog
+from trio_echo.shortages import ACCEPT_LOG_INTERVAL, ACCEPT_RETRY_SECONDS, AcceptFailureLog
 from trio_echo.testing import Serving, SimulatedNetwork, serve, virtual_runtime
 
 BOUND = 10.0

@@ -24,10 +24,10 @@ from ..config import ServerConfig
 from ..connection_log import ConnectionLog, EventSink, LoggingSink, ServerStats
 from ..conversation import Conversation
 from ..errors import TlsError
-from ..faults import ACCEPT_RETRY_SECONDS, OUT_OF_RESOURCES, AcceptFailureLog
 from ..lifecycle import LINGER_READ_SIZE, Ending, Phase, Timeouts, next_phase
 from ..listeners import ListenerPlan, plan_listeners
 from ..reclaim import RECLAIM_CHECK_SECONDS, Occupants
+from ..shortages import ACCEPT_RETRY_SECONDS, OUT_OF_RESOURCES, AcceptFailureLog
 from ..transport.spec import ListenSpec, Transport
 from .datagram_server import DatagramService
 from .runtime import Listener, ListenerClosed, Runtime, SocketRuntime, Stream, Worker
@@ -221,7 +221,7 @@ class BlockingServer:
         memory limit) is a resource running out, like EMFILE for accept: the
         connection waits, accepting pauses with it (the next clients wait in
         the backlog), and the start is retried every
-        :data:`~trio_echo.faults.ACCEPT_RETRY_SECONDS`, logged a few lines a
+        :data:`~trio_echo.shortages.ACCEPT_RETRY_SECONDS`, logged a few lines a
         run. A shutdown meanwhile closes the held connection.
         """
         connection = next(self._ids)
@@ -338,7 +338,7 @@ class BlockingServer:
         """Half-close, then read and discard what the peer still sends, for up to *seconds*.
 
         Closing with unread input would reset the connection and could destroy
-        the reply still on its way (see :mod:`trio_echo.faults`). What is
+        the reply still on its way (see :mod:`trio_echo.shortages`). What is
         drained is counted and reported as discarded, never dropped silently.
         """
         deadline = self.runtime.monotonic() + seconds

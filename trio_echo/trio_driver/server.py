@@ -34,10 +34,10 @@ from ..config import ServerConfig
 from ..connection_log import ConnectionLog, EventSink, LoggingSink, ServerStats
 from ..conversation import Conversation
 from ..errors import TlsError
-from ..faults import ACCEPT_RETRY_SECONDS, OUT_OF_RESOURCES, AcceptFailureLog
 from ..lifecycle import LINGER_READ_SIZE, Ending, Phase, Timeouts, next_phase
 from ..listeners import ListenerPlan, plan_listeners
 from ..reclaim import RECLAIM_CHECK_SECONDS, Occupants
+from ..shortages import ACCEPT_RETRY_SECONDS, OUT_OF_RESOURCES, AcceptFailureLog
 from ..transport import sockets
 from ..transport.spec import ListenSpec, Transport
 from .datagram_server import serve_datagrams
@@ -392,7 +392,7 @@ async def _linger(stream: trio.abc.Stream, conversation: Conversation, seconds: 
     """Half-close, then read and discard what the peer still sends, for up to *seconds*.
 
     Closing with unread input would reset the connection and could destroy
-    the reply still on its way (see :mod:`trio_echo.faults`). What is
+    the reply still on its way (see :mod:`trio_echo.shortages`). What is
     drained is counted and reported as discarded, never dropped silently.
     """
     drained = 0

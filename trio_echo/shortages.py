@@ -1,4 +1,4 @@
-"""Policies both servers share for faults they can only wait out.
+"""What both servers do when they run short: of descriptors, memory or threads.
 
 The same rate-limited log serves the blocking server when it cannot start
 a connection's thread (a process or memory limit): it holds that
