@@ -15,6 +15,7 @@ import attrs
 
 from .address import Address
 from .errors import ConfigError
+from .faults.spec import FaultSpec
 from .transport.reflection import ReflectionPolicy
 from .transport.spec import ListenSpec, Transport
 from .transport.tls import TlsClientSettings, TlsServerSettings
@@ -109,6 +110,10 @@ class ServerConfig:
         factory=ReflectionPolicy, validator=attrs.validators.instance_of(ReflectionPolicy)
     )
     """How ``udp://`` listeners bound their answers per source (see ``transport.reflection``)."""
+    faults: FaultSpec | None = attrs.field(default=None, validator=optional(FaultSpec))
+    """Faults every listener's connections may get (``?fault=`` overrides); None: none."""
+    seed: int = attrs.field(default=0, validator=non_negative_int)
+    """Seeds which connection gets which fault, and how (keyed by connection number)."""
 
     @listen.validator
     def _check_listen(self, _attribute: attrs.Attribute[Any], value: tuple[Any, ...]) -> None:

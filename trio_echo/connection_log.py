@@ -39,6 +39,8 @@ class Connected:
     connection: int
     peer: Address
     at: float
+    fault: str | None = None
+    """The faults this connection got on purpose (``--fault``), as spec text."""
 
 
 @attrs.frozen
@@ -161,8 +163,10 @@ class LoggingSink:
                 return
             case ConnectionFailed(peer=peer, errno=errno, message=message):
                 log.info("%s went away: %s", peer, failure_text(message, errno))
-            case Connected(peer=peer):
+            case Connected(peer=peer, fault=None):
                 log.info("%s connected", peer)
+            case Connected(peer=peer, fault=fault):
+                log.info("%s connected (fault: %s)", peer, fault)
             case MessageReceived(connection=connection, peer=peer, at=at, data=data):
                 if self._budget.allow(connection, at, len(data)):
                     log.info("%s received %s: %s", peer, counted(len(data), "byte"), escape(data))
@@ -295,6 +299,7 @@ class ConnectionLog:
         sink: EventSink,
         clock: Callable[[], float],
         stats: ServerStats,
+        fault: str | None = None,
     ) -> None:
         self.connection = connection
         self.peer = peer
@@ -304,7 +309,7 @@ class ConnectionLog:
         self._ended = False
         self.wants_messages = wants_messages(sink)
         """Whether each message is worth an event (read once, as the connection opens)."""
-        sink(Connected(connection, peer, clock()))
+        sink(Connected(connection, peer, clock(), fault))
 
     def message(self, data: bytes) -> None:
         """The peer sent a message (a chunk as read, or a greeting line)."""

@@ -20,6 +20,7 @@ import attrs
 
 from .codec import ServerCodec, server_codec
 from .config import ServerConfig, WireProtocol
+from .faults.spec import FaultSpec
 from .transport.spec import ListenSpec, Transport
 from .transport.tls import server_context
 
@@ -40,6 +41,8 @@ class ListenerPlan:
     The line timeout for ``greeting``, whose one read is a line; unlimited
     for ``reply`` and ``echo``, which read for as long as the peer talks.
     """
+    faults: FaultSpec | None = None
+    """The faults its connections may get: the spec's ``?fault=``, else the server's."""
 
     def bound_as(self, spec: ListenSpec) -> ListenerPlan:
         """This plan for one socket its spec was bound to (the real address and port)."""
@@ -62,8 +65,9 @@ def plan_listeners(
             server_codec, spec.protocol, max_line=config.max_line
         )
         limit = line if spec.protocol is WireProtocol.GREETING else math.inf
+        faults = spec.fault if spec.fault is not None else config.faults
         if spec.transport is Transport.TLS:
-            plans.append(ListenerPlan(spec, factory, context, handshake, limit))
+            plans.append(ListenerPlan(spec, factory, context, handshake, limit, faults or None))
         else:
-            plans.append(ListenerPlan(spec, factory, reading_limit=limit))
+            plans.append(ListenerPlan(spec, factory, reading_limit=limit, faults=faults or None))
     return plans

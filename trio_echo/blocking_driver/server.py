@@ -24,12 +24,14 @@ from ..config import ServerConfig
 from ..connection_log import ConnectionLog, EventSink, LoggingSink, ServerStats
 from ..conversation import Conversation
 from ..errors import TlsError
+from ..faults.plan import plan_connection
 from ..lifecycle import LINGER_READ_SIZE, Ending, Phase, Timeouts, next_phase
 from ..listeners import ListenerPlan, plan_listeners
 from ..reclaim import RECLAIM_CHECK_SECONDS, Occupants
 from ..shortages import ACCEPT_RETRY_SECONDS, OUT_OF_RESOURCES, AcceptFailureLog
 from ..transport.spec import ListenSpec, Transport
 from .datagram_server import DatagramService
+from .faulty_socket import FaultySocket
 from .runtime import Listener, ListenerClosed, Runtime, SocketRuntime, Stream, Worker
 from .tls_stream import TlsStream
 
@@ -253,9 +255,17 @@ class BlockingServer:
     def _serve(self, connection: int, stream: Stream, peer: Address, plan: ListenerPlan) -> None:
         timeouts = self._timeouts
         try:
+            faults = plan_connection(plan.faults, self.config.seed, str(connection))
             log = ConnectionLog(
-                connection, peer, sink=self.sink, clock=self.runtime.monotonic, stats=self.stats
+                connection,
+                peer,
+                sink=self.sink,
+                clock=self.runtime.monotonic,
+                stats=self.stats,
+                fault=faults.description if faults is not None else None,
             )
+            if faults is not None:
+                stream = FaultySocket(stream, faults, self.runtime.sleep)
             conversation = Conversation(plan.codec_factory(), log)
             occupant = _Occupant(stream, self.runtime.monotonic())
             if self._occupants is not None:

@@ -18,6 +18,7 @@ from ..config import (
 )
 from ..errors import ConfigError
 from ..escape import escape_text
+from ..faults.spec import FaultSpec, parse_faults
 from ..transport.reflection import ReflectionPolicy
 from ..transport.spec import ListenSpec, parse_listen_spec
 from ..transport.tls import DEFAULT_HANDSHAKE_TIMEOUT
@@ -112,6 +113,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="answers a quiet source host may get at once (default: %(default)g)",
     )
     serve.add_argument("--once", action="store_true", help="serve one client, then exit")
+    serve.add_argument(
+        "--fault",
+        type=fault_spec,
+        action="append",
+        metavar="SPEC",
+        help="misbehave on purpose, e.g. delay=20ms,split=1-16@0.5 (repeatable; see README)",
+    )
+    serve.add_argument(
+        "--seed",
+        type=integer,
+        default=0,
+        metavar="N",
+        help="which connection gets which fault, repeatably (default: %(default)s)",
+    )
     serve.add_argument(
         "--log-level",
         default="info",
@@ -297,6 +312,14 @@ def listen_spec(text: str) -> ListenSpec:
     """A ``--listen`` value; a malformed one is a usage error naming what is expected."""
     try:
         return parse_listen_spec(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def fault_spec(text: str) -> FaultSpec:
+    """A ``--fault`` value; a malformed one is a usage error quoting it."""
+    try:
+        return parse_faults(text)
     except ConfigError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 

@@ -24,6 +24,7 @@ from ..blocking_driver import BlockingServer
 from ..config import ServerConfig, WireProtocol
 from ..connection_log import LoggingSink
 from ..escape import escape_text
+from ..faults.spec import merge_faults
 from ..transport.reflection import ReflectionPolicy
 from ..transport.spec import ListenSpec, Transport
 from ..transport.tls import TlsServerSettings
@@ -59,6 +60,8 @@ def serve_command(args: argparse.Namespace) -> int:
         line_timeout=args.line_timeout,
         reclaim_after=args.reclaim_after,
         grace=args.grace,
+        faults=build_config(merge_faults, args.fault or ()),
+        seed=args.seed,
     )
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(message)s", datefmt="%H:%M:%S"

@@ -38,6 +38,7 @@ import attrs
 from ..address import Address
 from ..errors import ConfigError
 from ..escape import escape_text
+from ..faults.spec import FaultSpec, parse_faults
 from ..wire import WireProtocol
 
 
@@ -167,6 +168,9 @@ SETTINGS: Mapping[str, Setting] = {
     "protocol": Setting(
         expected="echo, reply or greeting", parse=_parse_protocol, render=_render_protocol
     ),
+    "fault": Setting(
+        expected="a fault spec such as delay=20ms,split=1-16", parse=parse_faults, render=str
+    ),
 }
 """The keys a spec's ``?`` settings know, in the order ``str()`` writes them."""
 
@@ -194,6 +198,10 @@ class ListenSpec:
     path: str | None = None
     protocol: WireProtocol | None = attrs.field(default=None, validator=_check_protocol)
     """The wire protocol spoken here; None means the server's (or client's) default."""
+    fault: FaultSpec | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.instance_of(FaultSpec))
+    )
+    """Faults this listener's connections may get; None means the server's (``--fault``)."""
 
     def __attrs_post_init__(self) -> None:
         if self.transport.is_network:

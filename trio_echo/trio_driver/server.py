@@ -34,6 +34,7 @@ from ..config import ServerConfig
 from ..connection_log import ConnectionLog, EventSink, LoggingSink, ServerStats
 from ..conversation import Conversation
 from ..errors import TlsError
+from ..faults.plan import plan_connection
 from ..lifecycle import LINGER_READ_SIZE, Ending, Phase, Timeouts, next_phase
 from ..listeners import ListenerPlan, plan_listeners
 from ..reclaim import RECLAIM_CHECK_SECONDS, Occupants
@@ -43,6 +44,7 @@ from ..transport.spec import ListenSpec, Transport
 from .datagram_server import serve_datagrams
 from .dispatcher import IDLE, Dispatcher, Seat, current_dispatcher, dispatcher_available
 from .fast_stream import FastSocketStream
+from .faulty_stream import FaultyStream
 from .network import Listener, Network, SocketNetwork, has_waiting
 
 logger = logging.getLogger("trio_echo.server")
@@ -213,13 +215,18 @@ class TrioServer:
         config, timeouts = self.config, self._timeouts
         self._active += 1
         try:
+            number = next(self._ids)
+            faults = plan_connection(plan.faults, config.seed, str(number)) if plan.faults else None
             log = ConnectionLog(
-                next(self._ids),
+                number,
                 self.network.peer_address(stream),
                 sink=self.sink,
                 clock=trio.current_time,
                 stats=self.stats,
+                fault=faults.description if faults is not None else None,
             )
+            if faults is not None:
+                stream = FaultyStream(stream, faults)
             conversation = Conversation(plan.codec_factory(), log)
             occupant = _Occupant(stream)
             if self._occupants is not None:
@@ -350,7 +357,7 @@ class _Occupant:
 
 def _under_tls(stream: trio.abc.Stream) -> trio.abc.Stream:
     """The stream carrying *stream*'s bytes: itself, or what its TLS layer runs over."""
-    while isinstance(stream, trio.SSLStream):
+    while isinstance(stream, trio.SSLStream | FaultyStream):
         stream = stream.transport_stream
     return stream
 
