@@ -65,14 +65,18 @@ class Step:
 def _chosen(spec: FaultSpec, seed: int, key: str) -> FaultSpec:
     """The stream faults of *spec* connection *key* gets, each drawn on its own.
 
-    Each is kept at chance 1: it is what this connection got, not what it might get.
+    Each is kept at chance 1: it is what this connection got, not what it might
+    get; ``jitter`` goes only with a ``delay``.
     """
-    return FaultSpec(
+    chosen = [
         attrs.evolve(fault, chance=1.0)
         for fault in spec.faults
         if fault.kind not in DATAGRAM_KINDS
         and seeded(seed, key, f"fault/{fault.kind.value}").random() < fault.chance
-    )
+    ]
+    if not any(fault.kind is FaultKind.DELAY for fault in chosen):
+        chosen = [fault for fault in chosen if fault.kind is not FaultKind.JITTER]
+    return FaultSpec(chosen)
 
 
 def _value(faults: FaultSpec, kind: FaultKind) -> Any:

@@ -12,13 +12,13 @@ same seed gives the same faults on every run and with either driver.
 from __future__ import annotations
 
 import itertools
-import random
 from collections.abc import Callable
 from typing import Any
 
 import attrs
 
 from ..errors import ConfigError
+from ..faults.plan import seeded
 
 __all__ = ["NO_FAULTS", "DirectionPlan", "Faults", "ResetPlan", "plan_reset"]
 
@@ -67,13 +67,8 @@ NO_FAULTS = Faults()
 """A perfect network: writes arrive whole, on time, and nothing is reset."""
 
 
-def _rng(seed: int, key: str, stream: str) -> random.Random:
-    """A generator owned by one connection's *stream* of decisions.
-
-    ``random.Random`` seeds a string through SHA-512, so the sequence is the
-    same in every process, whatever ``PYTHONHASHSEED`` says.
-    """
-    return random.Random(f"trio-echo/{seed}/{key}/{stream}")
+_rng = seeded
+"""A generator owned by one connection's stream of decisions: the fault model's own."""
 
 
 class DirectionPlan:
