@@ -218,3 +218,50 @@ async def test_delay_waits_on_virtual_time_in_simulation(
             got, _ = await _echo_through(stream, b"ping")
             assert got == b"ping"
             assert trio.current_time() - start >= 0.75
+
+
+async def _datagram_replies(driver: str, fault: str, count: int) -> list[bytes]:
+    """Send *count* numbered datagrams, one at a time; the answers that came back, in order."""
+    config = server_config(
+        protocol=WireProtocol.ECHO,
+        faults=parse_faults(fault),
+        seed=3,
+        listen=[ListenSpec(transport=Transport.UDP, host="127.0.0.1", port=0)],
+    )
+    replies = []
+    with trio.fail_after(BOUND):
+        async with serve(driver, config) as serving:
+            sock = trio.socket.socket(type=trio.socket.SOCK_DGRAM)
+            with sock:
+                await sock.connect((serving.address.host, serving.address.port))
+                for n in range(count):
+                    await sock.send(b"%d" % n)
+                    with trio.move_on_after(0.1):  # a dropped answer never comes
+                        while True:
+                            replies.append(await sock.recv(100))
+    return replies
+
+
+async def test_udp_drop_takes_some_answers_and_no_others(server_driver: str) -> None:
+    replies = await _datagram_replies(server_driver, "drop=0.5", 12)
+    assert 0 < len(replies) < 12
+    assert replies == sorted(set(replies), key=replies.index)  # none twice, order kept
+
+
+async def test_udp_duplicate_sends_some_answers_twice(server_driver: str) -> None:
+    replies = await _datagram_replies(server_driver, "duplicate=0.5", 12)
+    assert set(replies) == {b"%d" % n for n in range(12)}
+    assert 12 < len(replies) < 24
+
+
+async def test_udp_reorder_sends_a_held_answer_after_the_next(server_driver: str) -> None:
+    replies = await _datagram_replies(server_driver, "reorder=0.5", 12)
+    sent = [b"%d" % n for n in range(12)]
+    assert set(sent[:-1]) <= set(replies) <= set(sent)  # only the last can still be held
+    assert len(replies) == len(set(replies))
+    assert replies != sorted(replies, key=sent.index)
+
+
+async def test_udp_delay_still_answers_every_datagram(server_driver: str) -> None:
+    replies = await _datagram_replies(server_driver, "delay=10ms", 4)
+    assert replies == [b"0", b"1", b"2", b"3"]

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..connection_log import EventSink, ServerStats
+from ..faults.spec import FaultSpec
 from ..transport.datagram_service import Answer, DatagramResponder, is_peer_error
 from ..transport.reflection import ReflectionPolicy
 from ..transport.spec import ListenSpec
@@ -44,11 +45,17 @@ class DatagramService:
         stats: ServerStats,
         clock: Callable[[], float] = time.monotonic,
         receive_size: int = 65536,
+        faults: FaultSpec | None = None,
+        seed: int = 0,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         sock.setblocking(False)
         self._clock = clock
         self._receive_size = receive_size
-        self.responder = DatagramResponder(listener, policy=policy, sink=sink, stats=stats)
+        self._sleep = sleep
+        self.responder = DatagramResponder(
+            listener, policy=policy, sink=sink, stats=stats, faults=faults, seed=seed
+        )
         """The listener's decisions and counts (its guard included)."""
         self._socket = InterruptibleSocket(sock)
 
@@ -82,8 +89,10 @@ class DatagramService:
             if received is None:
                 continue
             data, sockaddr = received
-            answer = responder.receive(data, sockaddr, self._clock())
-            responder.answered(answer, self._send(answer), self._clock())
+            for answer in responder.receive(data, sockaddr, self._clock()).parts():
+                if answer.wait:
+                    self._sleep(answer.wait)
+                responder.answered(answer, self._send(answer), self._clock())
             responder.report(self._clock())
 
     def _receive(self) -> tuple[bytes, Any] | None:

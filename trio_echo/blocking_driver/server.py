@@ -133,6 +133,9 @@ class BlockingServer:
             sink=self.sink,
             stats=self.stats,
             clock=self.runtime.monotonic,
+            faults=bound.faults,
+            seed=self.config.seed,
+            sleep=self.runtime.sleep,
         )
         self._datagram_services.append(service)
         return bound, address, service.run

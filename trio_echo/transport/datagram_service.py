@@ -13,7 +13,7 @@ nothing here touches a socket. A driver's loop reads::
 
     answer = responder.receive(data, sockaddr, now)
     for datagram in answer.replies: send it to sockaddr (count what went)
-    responder.answered(answer, sent, now)
+    responder.answered(answer, sent, now)   # each of answer.parts(), after answer.wait
     responder.report(now)            # also when next_report_at() comes, if nothing arrives
 
 A socket error that concerns one peer (:data:`PEER_ERRNOS`) goes to
@@ -33,6 +33,8 @@ from ..address import UNKNOWN, Address
 from ..codec.datagram import answer_datagram
 from ..connection_log import DatagramAnswered, EventSink, ServerStats, wants_messages
 from ..escape import escape_text
+from ..faults.plan import plan_datagram
+from ..faults.spec import FaultSpec
 from ..os_errors import describe_os_error
 from ..wire import WireProtocol
 from .reflection import ReflectionGuard, ReflectionPolicy, Verdict
@@ -82,6 +84,17 @@ class Answer:
     data: bytes
     verdict: Verdict
     replies: tuple[bytes, ...]
+    wait: float = 0.0
+    """Seconds to wait before sending (a ``delay`` fault)."""
+    held: bool = False
+    """Not sent now: it goes out after the next answer (a ``reorder`` fault)."""
+    after: Answer | None = None
+    """An answer held back earlier, to send after this one."""
+
+    def parts(self) -> tuple[Answer, ...]:
+        """What to send now, in order: this answer unless held, then the one held before it."""
+        mine = () if self.held else (self,)
+        return mine if self.after is None else (*mine, self.after)
 
 
 class _ErrorReport:
@@ -133,6 +146,8 @@ class DatagramResponder:
         sink: EventSink,
         stats: ServerStats,
         log: logging.Logger = logger,
+        faults: FaultSpec | None = None,
+        seed: int = 0,
     ) -> None:
         self.listener = str(listener)
         """The listener's spec, as events name it."""
@@ -149,6 +164,10 @@ class DatagramResponder:
         self._log = log
         self._wants_messages = wants_messages(sink)
         self._errors = _ErrorReport(policy.report_interval)
+        self._faults = faults
+        self._seed = seed
+        self._datagrams = 0
+        self._held: Answer | None = None
 
     @property
     def socket_errors(self) -> int:
@@ -169,11 +188,23 @@ class DatagramResponder:
             self._stats.refuse_datagram(len(data))
             return Answer(sockaddr, peer, data, verdict, ())
         replies = tuple(answer_datagram(self.protocol, data))
-        return Answer(sockaddr, peer, data, verdict, replies)
+        answer = Answer(sockaddr, peer, data, verdict, replies)
+        return self._misbehave(answer) if self._faults else answer
+
+    def _misbehave(self, answer: Answer) -> Answer:
+        """*answer* as the fault plan of its datagram (numbered 1, 2, 3... per listener) says."""
+        self._datagrams += 1
+        plan = plan_datagram(self._faults, self._seed, str(self._datagrams))
+        held, self._held = self._held, None
+        if plan is not None:
+            answer = attrs.evolve(answer, replies=answer.replies * plan.copies, wait=plan.wait)
+            if plan.hold:
+                answer, self._held = attrs.evolve(answer, held=True), answer
+        return attrs.evolve(answer, after=held) if held is not None else answer
 
     def answered(self, answer: Answer, sent: int, now: float) -> None:
         """The driver sent the first *sent* of *answer*'s replies; count it, tell the sink."""
-        if answer.verdict is not Verdict.ANSWER:
+        if answer.verdict is not Verdict.ANSWER or answer.held:
             return
         replied = sum(len(reply) for reply in answer.replies[:sent])
         self._stats.add_datagram(len(answer.data), sent, replied)

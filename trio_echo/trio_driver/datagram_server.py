@@ -21,6 +21,7 @@ from typing import Any
 import trio
 
 from ..connection_log import EventSink, ServerStats
+from ..faults.spec import FaultSpec
 from ..transport.datagram_service import Answer, DatagramResponder, is_peer_error
 from ..transport.reflection import ReflectionPolicy
 from ..transport.spec import ListenSpec
@@ -34,6 +35,8 @@ async def serve_datagrams(
     sink: EventSink,
     stats: ServerStats,
     receive_size: int = 65536,
+    faults: FaultSpec | None = None,
+    seed: int = 0,
 ) -> None:
     """Answer every datagram *sock* receives until cancelled.
 
@@ -44,16 +47,20 @@ async def serve_datagrams(
     end the loop; any other ``OSError`` (the socket was closed, say) is
     raised.
     """
-    responder = DatagramResponder(listener, policy=policy, sink=sink, stats=stats)
+    responder = DatagramResponder(
+        listener, policy=policy, sink=sink, stats=stats, faults=faults, seed=seed
+    )
     while True:
         received = await _receive(sock, responder, receive_size)
         responder.report(trio.current_time())
         if received is None:
             continue
         data, sockaddr = received
-        answer = responder.receive(data, sockaddr, trio.current_time())
-        sent = await _send(sock, responder, answer)
-        responder.answered(answer, sent, trio.current_time())
+        for answer in responder.receive(data, sockaddr, trio.current_time()).parts():
+            if answer.wait:
+                await trio.sleep(answer.wait)
+            sent = await _send(sock, responder, answer)
+            responder.answered(answer, sent, trio.current_time())
         responder.report(trio.current_time())
 
 

@@ -132,6 +132,8 @@ class TrioServer:
             sink=self.sink,
             stats=self.stats,
             receive_size=self.config.receive_size,
+            faults=opened.plan.faults,
+            seed=self.config.seed,
         )
 
     @property
