@@ -17,6 +17,7 @@ import trio
 from .case import Case, Measurement
 from .clients import MIB, close_all, connect, exchange, flood, read_to_eof, reset
 from .cycle_cases import CYCLE_CASES
+from .fault_cases import FAULT_CASES
 from .operator_cases import OPERATOR_CASES
 from .procs import CONNECTION_ENDED, CONNECTION_FAILED, ServerProcess, running_server
 from .release_cases import RELEASE_CASES
@@ -399,5 +400,6 @@ CASES = (
     *UDP_CASES,
     *TLS_CASES,
     *CYCLE_CASES,
+    *FAULT_CASES,
 )
 """Every case, in the order of the table."""
