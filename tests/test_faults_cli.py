@@ -1,4 +1,4 @@
-"""``serve --fault`` and ``--seed`` on the command line: bad specs are one line, good ones logged."""
+"""``serve --fault`` and ``--seed`` on the command line: a bad spec is one line, exit 2."""
 
 from __future__ import annotations
 
