@@ -109,6 +109,13 @@ class ServerConfig:
         factory=ReflectionPolicy, validator=attrs.validators.instance_of(ReflectionPolicy)
     )
     """How ``udp://`` listeners bound their answers per source (see ``transport.reflection``)."""
+    drain: float = attrs.field(default=0.0, validator=non_negative_seconds)
+    """On the first stop signal, serve and accept on this long before the grace period; 0: no drain.
+
+    It lets a load balancer take the instance out first (agnhost's ``--delay-shutdown``).
+    """
+    stats_every: float | None = attrs.field(default=None, validator=positive_seconds)
+    """Log the summary line every this many seconds while serving; None: only on exit."""
 
     @listen.validator
     def _check_listen(self, _attribute: attrs.Attribute[Any], value: tuple[Any, ...]) -> None:
