@@ -217,6 +217,6 @@ def test_the_summary_fields_are_the_documented_ones() -> None:
 
 
 @pytest.mark.parametrize(("field", "value"), [("drain", -1), ("drain", 2e9), ("stats_every", 0)])
-def test_drain_and_stats_every_are_validated(field: str, value: float) -> None:
+def test_drain_and_stats_every_are_validated(field: str, value: Any) -> None:
     with pytest.raises(ConfigError, match=field):
         ServerConfig(**{field: value})
