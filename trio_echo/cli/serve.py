@@ -73,12 +73,13 @@ def serve_command(args: argparse.Namespace) -> int:
     _JSON = args.log_format == "json"
     _configure_logging(args.log_level)
     serve = _serve_blocking if args.blocking else _serve_trio
-    summary = _summary_line("summary", serve(config))
-    try:
-        print(summary, flush=True)
-    except BrokenPipeError:  # stdout went away (| head): the summary goes to stderr
-        silence_stdout()
-        print(summary, file=sys.stderr, flush=True)
+    with _late_signals_ignored():
+        summary = _summary_line("summary", serve(config))
+        try:
+            print(summary, flush=True)
+        except BrokenPipeError:  # stdout went away (| head): the summary goes to stderr
+            silence_stdout()
+            print(summary, file=sys.stderr, flush=True)
     return EXIT_OK
 
 
@@ -353,16 +354,41 @@ class _SignalCount:
         if threading.current_thread() is not threading.main_thread():
             yield
             return
-        saved = {signum: signal.signal(signum, self._handle) for signum in STOP_SIGNALS}
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, self._handle)
         try:
             yield
         finally:
-            for signum, handler in saved.items():
-                signal.signal(signum, handler)
+            _ignore_stop_signals()
 
     def _handle(self, _signum: int, _frame: FrameType | None) -> None:
         self.count += 1
         self._wake.set()
+
+
+@contextlib.contextmanager
+def _late_signals_ignored() -> Iterator[None]:
+    """Within the block, a stop signal landing once the server has stopped changes nothing.
+
+    The drivers leave the stop signals ignored as they return (see
+    :func:`_ignore_stop_signals`), so the last of a burst cannot kill the
+    process, or raise KeyboardInterrupt, before its summary; the handlers
+    in place before are restored here, once the summary is written.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    saved = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
+
+
+def _ignore_stop_signals() -> None:
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
 
 
 @contextlib.contextmanager
@@ -376,14 +402,12 @@ def _signals_interrupt() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    saved = {
-        signum: signal.signal(signum, _as_sigint) for signum in (signal.SIGTERM, signal.SIGHUP)
-    }
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _as_sigint)
     try:
         yield
     finally:
-        for signum, handler in saved.items():
-            signal.signal(signum, handler)
+        _ignore_stop_signals()
 
 
 def _as_sigint(_signum: int, _frame: FrameType | None) -> None:
