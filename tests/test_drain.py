@@ -14,6 +14,7 @@ import signal
 import pytest
 import trio
 from loopback import DRIVERS, LINE_TIMEOUT, CliProcess, cli_process, cli_server, run_cli
+from test_json_log import COMMON, DOCUMENTED
 
 from trio_echo.cli.serve import report_stats_every
 from trio_echo.connection_log import ServerStats
@@ -99,9 +100,11 @@ def test_with_json_logs_every_line_of_a_served_and_drained_server_is_a_json_obje
         assert cli.wait() == 0
         lines = [*cli.stdout.rest(), *cli.stderr.rest()]
     objects = [json.loads(line) for line in lines]
+    for obj in objects:
+        assert COMMON < set(obj) <= COMMON | DOCUMENTED[obj["event"]], obj
     events = [obj["event"] for obj in objects]
     assert events[-1] == "summary" or "summary" in events, events
-    assert {"connected", "message", "disconnected", "stopping"} <= set(events), events
+    assert {"connected", "message", "disconnected", "stopping", "listening"} <= set(events)
     (received,) = (obj for obj in objects if obj["event"] == "message")
     assert received["data"] == '"\\x1b]0;owned\\x070"'
     assert all("\x1b" not in line for line in lines)

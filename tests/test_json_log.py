@@ -40,6 +40,9 @@ DOCUMENTED = {
     "datagram": {"listener", "peer", "data", "size", "replies"},
     "unlogged": {"conn", "peer", "messages", "size", "burst", "per_second"},
     "log": {"message"},
+    "listening": {"protocol", "driver", "listeners"},
+    "draining": {"stage", "active", "drain", "message"},
+    "stopping": {"stage", "active", "grace", "message"},
 }
 """The fields of each event besides ``ts``, ``level`` and ``event``, as the README lists them."""
 
@@ -55,7 +58,10 @@ STATS = {
     "datagrams_out",
     "datagrams_refused",
 }
-"""The fields of a ``summary`` and a ``stats`` line."""
+"""The fields of a ``summary`` line; a ``stats`` line has its text as ``message`` too."""
+
+DOCUMENTED["summary"] = STATS
+DOCUMENTED["stats"] = STATS | {"message"}
 
 
 class Capture:

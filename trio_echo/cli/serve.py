@@ -69,12 +69,11 @@ def serve_command(args: argparse.Namespace) -> int:
         drain=args.drain,
         stats_every=args.stats_every,
     )
-    global _JSON
-    _JSON = args.log_format == "json"
-    _configure_logging(args.log_level)
+    output = Output(json=args.log_format == "json")
+    output.configure_logging(args.log_level)
     serve = _serve_blocking if args.blocking else _serve_trio
     with _late_signals_ignored():
-        summary = _summary_line("summary", serve(config))
+        summary = output.summary(serve(config, output))
         try:
             print(summary, flush=True)
         except BrokenPipeError:  # stdout went away (| head): the summary goes to stderr
@@ -83,50 +82,49 @@ def serve_command(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-_JSON = False
-"""Whether the server's lines are JSON (``--log-format json``), set once at start-up."""
+@attrs.frozen
+class Output:
+    """How the server writes its lines: timestamped text, or JSON objects (``--log-format``)."""
 
+    json: bool = False
 
-def _configure_logging(level: str) -> None:
-    """Log lines to standard error: timestamped text, or JSON objects with ``--log-format json``."""
-    if not _JSON:
-        logging.basicConfig(
-            level=level.upper(), format="%(asctime)s %(message)s", datefmt="%H:%M:%S"
-        )
-        return
-    handler = logging.StreamHandler()
-    handler.setFormatter(JsonFormatter())
-    logging.basicConfig(level=level.upper(), handlers=[handler])
+    def configure_logging(self, level: str) -> None:
+        """Log lines to standard error at *level* and above, in this format."""
+        if not self.json:
+            logging.basicConfig(
+                level=level.upper(), format="%(asctime)s %(message)s", datefmt="%H:%M:%S"
+            )
+            return
+        handler = logging.StreamHandler()
+        handler.setFormatter(JsonFormatter())
+        logging.basicConfig(level=level.upper(), handlers=[handler])
 
+    def sink(self) -> EventSink:
+        """What connection events are written by."""
+        return JsonSink() if self.json else LoggingSink()
 
-def _event_sink() -> EventSink:
-    """What connection events are written by, in the chosen log format."""
-    return JsonSink() if _JSON else LoggingSink()
+    def summary(self, stats: ServerStats) -> str:
+        """The exit summary of *stats*."""
+        if self.json:
+            return json_line("info", "summary", stats_fields(stats), time.time())
+        return stats.summary()
 
+    def announce(self, config: ServerConfig, listeners: Sequence[ListenSpec], driver: str) -> None:
+        """One line: the default protocol, the driver, and every bound listener.
 
-def _summary_line(event: str, stats: ServerStats) -> str:
-    """The summary of *stats* as the chosen format writes it (*event*: ``summary`` or ``stats``)."""
-    if _JSON:
-        return json_line("info", event, stats_fields(stats), time.time())
-    return stats.summary()
-
-
-def _announce(config: ServerConfig, listeners: Sequence[ListenSpec], driver: str) -> None:
-    """One line: the default protocol, the driver, and every bound listener.
-
-    A TCP listener speaking the default protocol is written as its address
-    alone (``127.0.0.1:3100``); any other as its spec, with its protocol
-    only where it is not the default.
-    """
-    listening = ", ".join(_shown(spec, config.protocol) for spec in listeners)
-    line = f"{config.protocol.value} server ({driver}) listening on {listening}"
-    if _JSON:
-        fields = {"protocol": config.protocol.value, "driver": driver, "listeners": listeners}
-        line = json_line("info", "listening", json_fields(fields), time.time())
-    try:
-        print(line, flush=True)
-    except BrokenPipeError:  # nobody reads stdout: serve on, the logs go to stderr
-        silence_stdout()
+        A TCP listener speaking the default protocol is written as its address
+        alone (``127.0.0.1:3100``); any other as its spec, with its protocol
+        only where it is not the default.
+        """
+        listening = ", ".join(_shown(spec, config.protocol) for spec in listeners)
+        line = f"{config.protocol.value} server ({driver}) listening on {listening}"
+        if self.json:
+            fields = {"protocol": config.protocol.value, "driver": driver, "listeners": listeners}
+            line = json_line("info", "listening", json_fields(fields), time.time())
+        try:
+            print(line, flush=True)
+        except BrokenPipeError:  # nobody reads stdout: serve on, the logs go to stderr
+            silence_stdout()
 
 
 def _shown(spec: ListenSpec, default: WireProtocol) -> str:
@@ -162,15 +160,15 @@ def stop_stages(config: ServerConfig) -> tuple[Stage, ...]:
     return (*drain, Stage.GRACEFUL, Stage.NOW)
 
 
-def _serve_trio(config: ServerConfig) -> ServerStats:
-    server = TrioServer(config, sink=_event_sink())
+def _serve_trio(config: ServerConfig, output: Output) -> ServerStats:
+    server = TrioServer(config, sink=output.sink())
 
     async def serve() -> None:
         with trio.open_signal_receiver(*STOP_SIGNALS) as signals:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_shut_down_on_signals, signals, server)
                 await nursery.start(_serve_then_stop, server, nursery.cancel_scope)
-                _announce(config, server.listeners, "trio")
+                output.announce(config, server.listeners, "trio")
                 if config.stats_every is not None:
                     nursery.start_soon(report_stats_every, config.stats_every, server.stats)
 
@@ -189,10 +187,8 @@ async def report_stats_every(seconds: float, stats: ServerStats) -> None:
 
 
 def _say_stats(stats: ServerStats) -> None:
-    if _JSON:
-        logger.info("stats", extra=json_extra("stats", **stats_fields(stats)))
-    else:
-        logger.info("stats: %s", stats.summary())
+    """The summary line, as a log line (a ``stats`` event in JSON)."""
+    logger.info("stats: %s", stats.summary(), extra=json_extra("stats", **stats_fields(stats)))
 
 
 async def _serve_then_stop(
@@ -273,7 +269,7 @@ is not concerned.
 """
 
 
-def _serve_blocking(config: ServerConfig) -> ServerStats:
+def _serve_blocking(config: ServerConfig, output: Output) -> ServerStats:
     """Serve until the server ends by itself or signals stop it, however many come at once.
 
     Signal handlers only count and wake the main thread; the main thread
@@ -283,14 +279,14 @@ def _serve_blocking(config: ServerConfig) -> ServerStats:
     half-way.
     """
     sys.setswitchinterval(BLOCKING_SWITCH_INTERVAL)
-    server = BlockingServer(config, sink=_event_sink())
+    server = BlockingServer(config, sink=output.sink())
     wake = threading.Event()
     signals = _SignalCount(wake)
     with signals.installed():
         server.start()
         # Announce only once signals are handled: whoever waits for this
         # line may stop the server at once and must still get its summary.
-        _announce(config, server.listeners, "blocking")
+        output.announce(config, server.listeners, "blocking")
         ended = threading.Event()
 
         def wait_for_the_end() -> None:
