@@ -256,6 +256,47 @@ async def _trickle(port: int) -> tuple[int, float]:
     return sent, trio.current_time() - started
 
 
+# --- Draining ---------------------------------------------------------------------------------
+
+DRAIN = 600
+DRAIN_CLIENTS = 50
+DRAINING = re.compile(rb"draining: serving and accepting")
+DRAIN_STOP_BOUND = 10.0
+
+
+async def drain(driver: str) -> Measurement:
+    """SIGTERM under --drain 600: new clients are served; a second SIGTERM stops at once."""
+    clients: list[trio.SocketStream] = []
+    flags = ["--protocol", "echo", "--grace", "1", "--drain", str(DRAIN), *QUIET]
+    async with running_server(driver, flags) as server:
+        try:
+            server.process.send_signal(signal.SIGTERM)
+            with trio.fail_after(10):
+                await server.wait_for_lines(DRAINING)
+            async with trio.open_nursery() as nursery:
+                for _ in range(DRAIN_CLIENTS):
+                    nursery.start_soon(_connect_and_exchange, server.port, clients)
+            served = len(clients)
+            started = trio.current_time()
+            server.process.send_signal(signal.SIGTERM)
+            with trio.fail_after(DRAIN_STOP_BOUND):
+                code = await server.process.wait()
+            took = trio.current_time() - started
+        finally:
+            await close_all(clients)
+        with trio.fail_after(5):
+            await server.output_ended()
+        summary = any(SUMMARY_LINE.search(line) for line in server.lines)
+        tracebacks = server.count(TRACEBACK)
+    passed = served == DRAIN_CLIENTS and code == 0 and summary and not tracebacks
+    return Measurement(
+        f"{served}/{DRAIN_CLIENTS} clients connecting during the drain served; the second "
+        f"signal: exit {code} in {took:.2f} s, summary {'yes' if summary else 'no'}, "
+        f"{tracebacks} tracebacks",
+        passed,
+    )
+
+
 OPERATOR_CASES = (
     Case(
         "signal bursts",
@@ -287,5 +328,14 @@ OPERATOR_CASES = (
         f"closed after {LINE_BOUNDS[0]:g} to {LINE_BOUNDS[1]:g} s, a logged "
         "'no whole line within 1 s'",
         trickling_greeting,
+    ),
+    Case(
+        "drain",
+        f"echo, --drain {DRAIN}, --grace 1",
+        f"SIGTERM, then {DRAIN_CLIENTS} clients connect and exchange during the drain, "
+        "then a second SIGTERM",
+        f"every client served; the second signal: exit 0 within {DRAIN_STOP_BOUND:g} s, "
+        "the summary, no traceback",
+        drain,
     ),
 )

@@ -114,6 +114,13 @@ class ServerConfig:
     """Faults every listener's connections may get (``?fault=`` overrides); None: none."""
     seed: int = attrs.field(default=0, validator=non_negative_int)
     """Seeds which connection gets which fault, and how (keyed by connection number)."""
+    drain: float = attrs.field(default=0.0, validator=non_negative_seconds)
+    """On the first stop signal, serve and accept on this long before the grace period; 0: no drain.
+
+    It lets a load balancer take the instance out first (agnhost's ``--delay-shutdown``).
+    """
+    stats_every: float | None = attrs.field(default=None, validator=positive_seconds)
+    """Log the summary line every this many seconds while serving; None: only on exit."""
 
     @listen.validator
     def _check_listen(self, _attribute: attrs.Attribute[Any], value: tuple[Any, ...]) -> None:

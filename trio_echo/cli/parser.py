@@ -29,6 +29,7 @@ from .demo import demo_command
 from .serve import serve_command
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
 
 _ARGUMENT = re.compile(r"^argument (?P<flag>[^:]+): (?P<rest>.*)$", re.DOTALL)
 
@@ -195,6 +196,30 @@ def build_parser() -> argparse.ArgumentParser:
         help=(
             "on SIGINT/SIGTERM, time for clients to finish; 0 stops at once (default: %(default)s)"
         ),
+    )
+    serve.add_argument(
+        "--drain",
+        type=seconds,
+        default=defaults.drain,
+        metavar="SECONDS",
+        help=(
+            "on the first SIGINT/SIGTERM/SIGHUP, serve and accept on this long before the "
+            "grace period, for a load balancer to take the server out; a second signal "
+            "ends it (default: %(default)s)"
+        ),
+    )
+    serve.add_argument(
+        "--stats-every",
+        type=seconds_or_never,
+        default=defaults.stats_every,
+        metavar="SECONDS",
+        help="log the summary line every SECONDS while serving; 0 only on exit (default: 0)",
+    )
+    serve.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default="text",
+        help="log lines as text or one JSON object each (default: %(default)s)",
     )
     serve.set_defaults(command=serve_command)
 

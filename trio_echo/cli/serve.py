@@ -1,19 +1,25 @@
 """``trio-echo serve``: run either driver's server until a signal stops it.
 
-The first SIGINT or SIGTERM stops accepting and gives connections in flight
-``--grace`` seconds; a second one cancels them at once. Either way the
-server exits 0 with a one-line summary.
+The first SIGINT, SIGTERM or SIGHUP stops accepting and gives connections in
+flight ``--grace`` seconds; a second one cancels them at once. With
+``--drain SECONDS`` the first signal starts a drain instead: the server goes
+on serving and accepting that long (a load balancer takes it out meanwhile),
+then shuts down as the first signal otherwise would; a signal during the
+drain ends it at once. Either way the server exits 0 with a one-line
+summary, and ``--stats-every`` writes the same line periodically.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import enum
 import logging
 import signal
 import sys
 import threading
-from collections.abc import AsyncIterator, Iterator, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from types import FrameType
 
 import attrs
@@ -22,9 +28,10 @@ import trio
 from ..address import Address
 from ..blocking_driver import BlockingServer
 from ..config import ServerConfig, WireProtocol
-from ..connection_log import LoggingSink
+from ..connection_log import EventSink, LoggingSink, ServerStats
 from ..escape import escape_text
 from ..faults.spec import merge_faults
+from ..json_log import JsonFormatter, JsonSink, json_extra, json_fields, json_line, stats_fields
 from ..transport.reflection import ReflectionPolicy
 from ..transport.spec import ListenSpec, Transport
 from ..transport.tls import TlsServerSettings
@@ -62,32 +69,65 @@ def serve_command(args: argparse.Namespace) -> int:
         grace=args.grace,
         faults=build_config(merge_faults, args.fault or ()),
         seed=args.seed,
+        drain=args.drain,
+        stats_every=args.stats_every,
     )
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(message)s", datefmt="%H:%M:%S"
-    )
+    output = Output(json=args.log_format == "json")
+    output.configure_logging(args.log_level)
     serve = _serve_blocking if args.blocking else _serve_trio
-    summary = serve(config)
-    try:
-        print(summary, flush=True)
-    except BrokenPipeError:  # stdout went away (| head): the summary goes to stderr
-        silence_stdout()
-        print(summary, file=sys.stderr, flush=True)
+    with _late_signals_ignored():
+        summary = output.summary(serve(config, output))
+        try:
+            print(summary, flush=True)
+        except BrokenPipeError:  # stdout went away (| head): the summary goes to stderr
+            silence_stdout()
+            print(summary, file=sys.stderr, flush=True)
     return EXIT_OK
 
 
-def _announce(config: ServerConfig, listeners: Sequence[ListenSpec], driver: str) -> None:
-    """One line: the default protocol, the driver, and every bound listener.
+@attrs.frozen
+class Output:
+    """How the server writes its lines: timestamped text, or JSON objects (``--log-format``)."""
 
-    A TCP listener speaking the default protocol is written as its address
-    alone (``127.0.0.1:3100``); any other as its spec, with its protocol
-    only where it is not the default.
-    """
-    listening = ", ".join(_shown(spec, config.protocol) for spec in listeners)
-    try:
-        print(f"{config.protocol.value} server ({driver}) listening on {listening}", flush=True)
-    except BrokenPipeError:  # nobody reads stdout: serve on, the logs go to stderr
-        silence_stdout()
+    json: bool = False
+
+    def configure_logging(self, level: str) -> None:
+        """Log lines to standard error at *level* and above, in this format."""
+        if not self.json:
+            logging.basicConfig(
+                level=level.upper(), format="%(asctime)s %(message)s", datefmt="%H:%M:%S"
+            )
+            return
+        handler = logging.StreamHandler()
+        handler.setFormatter(JsonFormatter())
+        logging.basicConfig(level=level.upper(), handlers=[handler])
+
+    def sink(self) -> EventSink:
+        """What connection events are written by."""
+        return JsonSink() if self.json else LoggingSink()
+
+    def summary(self, stats: ServerStats) -> str:
+        """The exit summary of *stats*."""
+        if self.json:
+            return json_line("info", "summary", stats_fields(stats), time.time())
+        return stats.summary()
+
+    def announce(self, config: ServerConfig, listeners: Sequence[ListenSpec], driver: str) -> None:
+        """One line: the default protocol, the driver, and every bound listener.
+
+        A TCP listener speaking the default protocol is written as its address
+        alone (``127.0.0.1:3100``); any other as its spec, with its protocol
+        only where it is not the default.
+        """
+        listening = ", ".join(_shown(spec, config.protocol) for spec in listeners)
+        line = f"{config.protocol.value} server ({driver}) listening on {listening}"
+        if self.json:
+            fields = {"protocol": config.protocol.value, "driver": driver, "listeners": listeners}
+            line = json_line("info", "listening", json_fields(fields), time.time())
+        try:
+            print(line, flush=True)
+        except BrokenPipeError:  # nobody reads stdout: serve on, the logs go to stderr
+            silence_stdout()
 
 
 def _shown(spec: ListenSpec, default: WireProtocol) -> str:
@@ -102,21 +142,56 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 """What stops a server: Ctrl-C, a supervisor's SIGTERM, the terminal closing (SIGHUP)."""
 
 
-def _serve_trio(config: ServerConfig) -> str:
-    server = TrioServer(config, sink=LoggingSink())
+class Stage(enum.Enum):
+    """What a stop signal (or the end of a drain) moves the server to."""
+
+    DRAIN = "drain"
+    """Serve and accept on for ``--drain`` seconds, then shut down gracefully."""
+    GRACEFUL = "graceful"
+    """Accept no more; connections in flight get ``--grace`` seconds."""
+    NOW = "now"
+    """Cut every connection at once."""
+
+
+GRACE_OF = {Stage.GRACEFUL: None, Stage.NOW: 0.0}
+"""The grace each shutdown stage hands ``server.shutdown`` (None: the configured one)."""
+
+
+def stop_stages(config: ServerConfig) -> tuple[Stage, ...]:
+    """The stages stop signals step through, in order; the last one repeats."""
+    drain = (Stage.DRAIN,) if config.drain else ()
+    return (*drain, Stage.GRACEFUL, Stage.NOW)
+
+
+def _serve_trio(config: ServerConfig, output: Output) -> ServerStats:
+    server = TrioServer(config, sink=output.sink())
 
     async def serve() -> None:
         with trio.open_signal_receiver(*STOP_SIGNALS) as signals:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_shut_down_on_signals, signals, server)
                 await nursery.start(_serve_then_stop, server, nursery.cancel_scope)
-                _announce(config, server.listeners, "trio")
+                output.announce(config, server.listeners, "trio")
+                if config.stats_every is not None:
+                    nursery.start_soon(report_stats_every, config.stats_every, server.stats)
 
     # A signal before Trio's receiver is in place (during start-up) arrives as
     # KeyboardInterrupt, which Trio delivers cleanly: the server never started.
     with _signals_interrupt(), contextlib.suppress(KeyboardInterrupt):
         trio.run(serve)
-    return server.stats.summary()
+    return server.stats
+
+
+async def report_stats_every(seconds: float, stats: ServerStats) -> None:
+    """Log the summary line every *seconds* until cancelled (with the server)."""
+    while True:
+        await trio.sleep(seconds)
+        _say_stats(stats)
+
+
+def _say_stats(stats: ServerStats) -> None:
+    """The summary line, as a log line (a ``stats`` event in JSON)."""
+    logger.info("stats: %s", stats.summary(), extra=json_extra("stats", **stats_fields(stats)))
 
 
 async def _serve_then_stop(
@@ -130,27 +205,53 @@ async def _serve_then_stop(
 
 
 async def _shut_down_on_signals(signals: AsyncIterator[int], server: TrioServer) -> None:
-    """The first signal starts a graceful shutdown; the next cancels everything at once."""
-    grace: float | None = None
+    """Each signal moves the server to its next stop stage; a drain also ends by itself."""
+    config = server.config
+    stages = stop_stages(config)
+    for index, stage in enumerate(stages):
+        if index and stages[index - 1] is Stage.DRAIN:
+            with trio.move_on_after(config.drain):
+                await anext(aiter(signals))
+        else:
+            await anext(aiter(signals))
+        _enter_stage(stage, server)
     async for _signum in signals:
-        _say_stopping(server.config, server.active_connections, grace)
-        server.shutdown(grace)
-        grace = 0
+        _enter_stage(stages[-1], server)
 
 
-def _say_stopping(config: ServerConfig, active: int, grace: float | None) -> None:
+def _enter_stage(stage: Stage, server: TrioServer | BlockingServer) -> None:
+    """Say what *stage* now waits for and, unless it is the drain, start the shutdown."""
+    _say_stopping(server.config, server.active_connections, stage)
+    if stage is not Stage.DRAIN:
+        server.shutdown(GRACE_OF[stage])
+
+
+def _say_stopping(config: ServerConfig, active: int, stage: Stage) -> None:
     """One line, at once, saying what the shutdown now waits for."""
-    if grace == 0:
-        logger.warning("second signal: stopping now, cutting %s", _plural(active, "connection"))
+    fields = {"stage": stage.value, "active": active}
+    if stage is Stage.DRAIN:
+        logger.warning(
+            "draining: serving and accepting for %g s more, then shutting down "
+            "(a second signal shuts down now)",
+            config.drain,
+            extra=json_extra("draining", **fields, drain=config.drain),
+        )
+    elif stage is Stage.NOW:
+        logger.warning(
+            "second signal: stopping now, cutting %s",
+            _plural(active, "connection"),
+            extra=json_extra("stopping", **fields),
+        )
     elif active:
         logger.warning(
             "shutting down: no new connections; waiting up to %g s for %s to finish "
             "(a second signal stops now)",
             config.grace,
             _plural(active, "connection"),
+            extra=json_extra("stopping", **fields, grace=config.grace),
         )
     else:
-        logger.warning("shutting down: no connection open")
+        logger.warning("shutting down: no connection open", extra=json_extra("stopping", **fields))
 
 
 def _plural(count: int, noun: str) -> str:
@@ -171,23 +272,24 @@ is not concerned.
 """
 
 
-def _serve_blocking(config: ServerConfig) -> str:
+def _serve_blocking(config: ServerConfig, output: Output) -> ServerStats:
     """Serve until the server ends by itself or signals stop it, however many come at once.
 
     Signal handlers only count and wake the main thread; the main thread
-    starts the graceful shutdown at the first and the hard one at the
-    second, each in a thread of its own, and waits for the server to end, so
-    no burst of signals can interrupt a shutdown half-way.
+    moves through the stop stages (the drain, the graceful shutdown, the
+    hard one), starting each shutdown in a thread of its own, and waits for
+    the server to end, so no burst of signals can interrupt a shutdown
+    half-way.
     """
     sys.setswitchinterval(BLOCKING_SWITCH_INTERVAL)
-    server = BlockingServer(config, sink=LoggingSink())
+    server = BlockingServer(config, sink=output.sink())
     wake = threading.Event()
     signals = _SignalCount(wake)
     with signals.installed():
         server.start()
         # Announce only once signals are handled: whoever waits for this
         # line may stop the server at once and must still get its summary.
-        _announce(config, server.listeners, "blocking")
+        output.announce(config, server.listeners, "blocking")
         ended = threading.Event()
 
         def wait_for_the_end() -> None:
@@ -196,21 +298,47 @@ def _serve_blocking(config: ServerConfig) -> str:
             wake.set()
 
         threading.Thread(target=wait_for_the_end, name="trio-echo wait", daemon=True).start()
-        stages = 0
-        while not ended.is_set():
-            wake.wait()
-            wake.clear()
-            while stages < min(signals.count, 2) and not ended.is_set():
-                grace = None if stages == 0 else 0.0
-                _say_stopping(config, server.active_connections, grace)
-                stages += 1
-                try:
-                    threading.Thread(
-                        target=server.shutdown, args=(grace,), name="trio-echo stop", daemon=True
-                    ).start()
-                except RuntimeError:  # no thread can be started (a process limit): stop here
-                    server.shutdown(grace)
-    return server.stats.summary()
+        if config.stats_every is not None:
+            _start_thread(_report_stats_until, config.stats_every, server.stats, ended)
+        _step_through_stages(server, signals, wake, ended)
+    return server.stats
+
+
+def _step_through_stages(
+    server: BlockingServer, signals: _SignalCount, wake: threading.Event, ended: threading.Event
+) -> None:
+    """Enter a stop stage for every signal (and a drain's end) until the server has ended."""
+    stages = stop_stages(server.config)
+    entered = 0
+    drain_ends: float | None = None
+    drains_over = 0
+    while not ended.is_set():
+        wake.wait(None if drain_ends is None else max(0.0, drain_ends - time.monotonic()))
+        wake.clear()
+        if drain_ends is not None and time.monotonic() >= drain_ends:
+            drains_over, drain_ends = 1, None
+        while entered < min(signals.count + drains_over, len(stages)) and not ended.is_set():
+            stage = stages[entered]
+            entered += 1
+            _say_stopping(server.config, server.active_connections, stage)
+            if stage is Stage.DRAIN:
+                drain_ends = time.monotonic() + server.config.drain
+                continue
+            drain_ends = None
+            try:
+                _start_thread(server.shutdown, GRACE_OF[stage])
+            except RuntimeError:  # no thread can be started (a process limit): stop here
+                server.shutdown(GRACE_OF[stage])
+
+
+def _start_thread(target: Callable[..., object], *args: object) -> None:
+    threading.Thread(target=target, args=args, name="trio-echo stop", daemon=True).start()
+
+
+def _report_stats_until(seconds: float, stats: ServerStats, ended: threading.Event) -> None:
+    """Log the summary line every *seconds* until *ended* is set."""
+    while not ended.wait(seconds):
+        _say_stats(stats)
 
 
 class _SignalCount:
@@ -225,16 +353,41 @@ class _SignalCount:
         if threading.current_thread() is not threading.main_thread():
             yield
             return
-        saved = {signum: signal.signal(signum, self._handle) for signum in STOP_SIGNALS}
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, self._handle)
         try:
             yield
         finally:
-            for signum, handler in saved.items():
-                signal.signal(signum, handler)
+            _ignore_stop_signals()
 
     def _handle(self, _signum: int, _frame: FrameType | None) -> None:
         self.count += 1
         self._wake.set()
+
+
+@contextlib.contextmanager
+def _late_signals_ignored() -> Iterator[None]:
+    """Within the block, a stop signal landing once the server has stopped changes nothing.
+
+    The drivers leave the stop signals ignored as they return (see
+    :func:`_ignore_stop_signals`), so the last of a burst cannot kill the
+    process, or raise KeyboardInterrupt, before its summary; the handlers
+    in place before are restored here, once the summary is written.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    saved = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
+
+
+def _ignore_stop_signals() -> None:
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
 
 
 @contextlib.contextmanager
@@ -248,14 +401,12 @@ def _signals_interrupt() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    saved = {
-        signum: signal.signal(signum, _as_sigint) for signum in (signal.SIGTERM, signal.SIGHUP)
-    }
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _as_sigint)
     try:
         yield
     finally:
-        for signum, handler in saved.items():
-            signal.signal(signum, handler)
+        _ignore_stop_signals()
 
 
 def _as_sigint(_signum: int, _frame: FrameType | None) -> None:
