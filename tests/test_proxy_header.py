@@ -278,3 +278,27 @@ def test_the_parser_never_holds_more_than_one_header(data: bytes) -> None:
             assert parser.buffered <= max(V1_MAX, 16 + V2_MAX_LENGTH)
     except ProxyHeaderError:
         pass
+
+
+@FAST
+@given(
+    pair=addresses,
+    version=st.sampled_from([1, 2]),
+    accept=st.sampled_from(list(ProxyVersion)),
+    rest=st.binary(min_size=1, max_size=32),
+)
+def test_reading_what_the_parser_wants_never_takes_a_byte_past_the_header(
+    pair: tuple[Address, Address], version: int, accept: ProxyVersion, rest: bytes
+) -> None:
+    if (accept, version) in ((ProxyVersion.V1, 2), (ProxyVersion.V2, 1)):
+        return
+    data = build_header(version, *pair) + rest
+    parser = ProxyHeaderParser(accept)
+    offset = 0
+    while True:
+        piece = data[offset : offset + parser.wanted]
+        offset += len(piece)
+        parsed = parser.receive_data(piece)
+        if parsed is not None:
+            break
+    assert parsed.rest == b"" and data[offset:] == rest

@@ -15,6 +15,7 @@ import attrs
 
 from .address import Address
 from .errors import ConfigError
+from .proxy_gate import LOOPBACK, parse_networks
 from .transport.reflection import ReflectionPolicy
 from .transport.spec import ListenSpec, Transport
 from .transport.tls import TlsClientSettings, TlsServerSettings
@@ -48,6 +49,21 @@ GREETING_MESSAGE = "Hello from client"
 
 
 _protocol = check(lambda v: isinstance(v, WireProtocol), "reply, greeting or echo")
+
+
+def _proxy_timeout(_instance: Any, _attribute: attrs.Attribute[Any], value: Any) -> None:
+    valid = isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < 1e9
+    if not valid:
+        raise ConfigError(f"proxy timeout must be a positive number of seconds, not {value!r}")
+
+
+def _proxy_trusted(_instance: Any, _attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not isinstance(value, tuple) or not value or not all(isinstance(t, str) for t in value):
+        raise ConfigError(f"trusted proxies must be one or more CIDR texts, not {value!r}")
+    try:
+        parse_networks(value)
+    except ValueError as exc:
+        raise ConfigError(f"trusted proxy {exc}") from None
 
 
 def _listen_specs(specs: Iterable[ListenSpec]) -> tuple[ListenSpec, ...]:
@@ -109,6 +125,10 @@ class ServerConfig:
         factory=ReflectionPolicy, validator=attrs.validators.instance_of(ReflectionPolicy)
     )
     """How ``udp://`` listeners bound their answers per source (see ``transport.reflection``)."""
+    proxy_timeout: float = attrs.field(default=5.0, validator=_proxy_timeout)
+    """Seconds a ``?proxy=`` listener waits for a connection's whole PROXY header."""
+    proxy_trusted: tuple[str, ...] = attrs.field(default=LOOPBACK, validator=_proxy_trusted)
+    """Addresses or CIDR networks a ``?proxy=`` listener accepts a PROXY header from."""
 
     @listen.validator
     def _check_listen(self, _attribute: attrs.Attribute[Any], value: tuple[Any, ...]) -> None:

@@ -39,6 +39,7 @@ class Connected:
     connection: int
     peer: Address
     at: float
+    via: Address | None = None  # the PROXY header's sender when peer is the address it gave
 
 
 @attrs.frozen
@@ -161,8 +162,10 @@ class LoggingSink:
                 return
             case ConnectionFailed(peer=peer, errno=errno, message=message):
                 log.info("%s went away: %s", peer, failure_text(message, errno))
-            case Connected(peer=peer):
+            case Connected(peer=peer, via=None):
                 log.info("%s connected", peer)
+            case Connected(peer=peer, via=via):
+                log.info("%s connected via %s", peer, via)
             case MessageReceived(connection=connection, peer=peer, at=at, data=data):
                 if self._budget.allow(connection, at, len(data)):
                     log.info("%s received %s: %s", peer, counted(len(data), "byte"), escape(data))
@@ -295,6 +298,7 @@ class ConnectionLog:
         sink: EventSink,
         clock: Callable[[], float],
         stats: ServerStats,
+        via: Address | None = None,
     ) -> None:
         self.connection = connection
         self.peer = peer
@@ -304,7 +308,7 @@ class ConnectionLog:
         self._ended = False
         self.wants_messages = wants_messages(sink)
         """Whether each message is worth an event (read once, as the connection opens)."""
-        sink(Connected(connection, peer, clock()))
+        sink(Connected(connection, peer, clock(), via))
 
     def message(self, data: bytes) -> None:
         """The peer sent a message (a chunk as read, or a greeting line)."""

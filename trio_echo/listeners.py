@@ -20,6 +20,7 @@ import attrs
 
 from .codec import ServerCodec, server_codec
 from .config import ServerConfig, WireProtocol
+from .proxy_gate import ProxyGate, parse_networks
 from .transport.spec import ListenSpec, Transport
 from .transport.tls import server_context
 
@@ -40,6 +41,8 @@ class ListenerPlan:
     The line timeout for ``greeting``, whose one read is a line; unlimited
     for ``reply`` and ``echo``, which read for as long as the peer talks.
     """
+    proxy: ProxyGate | None = None
+    """Set for a ``?proxy=`` listener: every connection must open with a PROXY header."""
 
     def bound_as(self, spec: ListenSpec) -> ListenerPlan:
         """This plan for one socket its spec was bound to (the real address and port)."""
@@ -63,7 +66,11 @@ def plan_listeners(
         )
         limit = line if spec.protocol is WireProtocol.GREETING else math.inf
         if spec.transport is Transport.TLS:
-            plans.append(ListenerPlan(spec, factory, context, handshake, limit))
+            plan = ListenerPlan(spec, factory, context, handshake, limit)
         else:
-            plans.append(ListenerPlan(spec, factory, reading_limit=limit))
+            plan = ListenerPlan(spec, factory, reading_limit=limit)
+        if spec.proxy is not None:
+            trusted = parse_networks(config.proxy_trusted)
+            plan = attrs.evolve(plan, proxy=ProxyGate(spec.proxy, trusted, config.proxy_timeout))
+        plans.append(plan)
     return plans

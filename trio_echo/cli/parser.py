@@ -18,6 +18,7 @@ from ..config import (
 )
 from ..errors import ConfigError
 from ..escape import escape_text
+from ..proxy_gate import parse_networks
 from ..transport.reflection import ReflectionPolicy
 from ..transport.spec import ListenSpec, parse_listen_spec
 from ..transport.tls import DEFAULT_HANDSHAKE_TIMEOUT
@@ -180,6 +181,21 @@ def build_parser() -> argparse.ArgumentParser:
         help=(
             "on SIGINT/SIGTERM, time for clients to finish; 0 stops at once (default: %(default)s)"
         ),
+    )
+    serve_proxy = serve.add_argument_group("PROXY protocol (for ?proxy=v1|v2|any listeners)")
+    serve_proxy.add_argument(
+        "--proxy-timeout",
+        type=positive_seconds,
+        default=defaults.proxy_timeout,
+        metavar="SECONDS",
+        help="refuse a connection whose PROXY header is not whole by then (default: %(default)s)",
+    )
+    serve_proxy.add_argument(
+        "--proxy-trusted",
+        type=cidr_list,
+        default=defaults.proxy_trusted,
+        metavar="CIDR,...",
+        help="accept PROXY headers only from these (default: 127.0.0.0/8,::1/128; unix: always)",
     )
     serve.set_defaults(command=serve_command)
 
@@ -344,6 +360,24 @@ def _seconds(text: str) -> float | None:
     except ValueError:
         return None
     return value if 0 <= value <= MAX_SECONDS else None
+
+
+def positive_seconds(text: str) -> float:
+    """A number of seconds above 0, up to 1e9."""
+    value = _seconds(text)
+    if not value:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, not {text!r}")
+    return value
+
+
+def cidr_list(text: str) -> tuple[str, ...]:
+    """Comma-separated addresses or CIDR networks (``10.0.0.0/8,::1``)."""
+    items = tuple(item.strip() for item in text.split(","))
+    try:
+        parse_networks(items)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{exc}") from None
+    return items
 
 
 def protocol(text: str) -> WireProtocol:

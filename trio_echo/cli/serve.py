@@ -59,6 +59,8 @@ def serve_command(args: argparse.Namespace) -> int:
         line_timeout=args.line_timeout,
         reclaim_after=args.reclaim_after,
         grace=args.grace,
+        proxy_timeout=args.proxy_timeout,
+        proxy_trusted=args.proxy_trusted,
     )
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(message)s", datefmt="%H:%M:%S"

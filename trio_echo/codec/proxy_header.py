@@ -23,7 +23,7 @@ from __future__ import annotations
 import enum
 import ipaddress
 import struct
-from typing import Literal
+from typing import Literal, NoReturn
 
 import attrs
 
@@ -33,6 +33,9 @@ from ..errors import RemoteProtocolError
 V1_PREFIX = b"PROXY "
 V1_MAX = 107
 """Longest v1 header, CRLF included (the spec's worst case, ``TCP6`` with full addresses)."""
+
+V1_SHORTEST = len(b"PROXY UNKNOWN\r\n")
+"""Shortest v1 header."""
 
 V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
 V2_FIXED = 16
@@ -123,7 +126,7 @@ class ProxyHeaderParser:
         self._buffer = bytearray()
         self._done = False
 
-    def receive_data(self, data: bytes) -> ParsedHeader | None:
+    def receive_data(self, data: bytes | bytearray) -> ParsedHeader | None:
         """Add *data*; return the header once complete, else ``None``.
 
         Raises a :class:`ProxyHeaderError` as soon as the bytes cannot be an
@@ -145,11 +148,30 @@ class ProxyHeaderParser:
             self._buffer.clear()
         return parsed
 
-    def receive_eof(self) -> None:
+    def receive_eof(self) -> NoReturn:
         """The peer closed before the header was complete: always an error."""
         raise TruncatedProxyHeader(
             f"connection closed after {len(self._buffer)} bytes of a PROXY header"
         )
+
+    @property
+    def wanted(self) -> int:
+        """Most bytes a read may take without going past the header's end (at least 1).
+
+        A driver that reads no more than this never takes a byte of the
+        conversation with the header, so a TLS handshake can follow on the
+        same socket untouched.
+        """
+        held = bytes(self._buffer)
+        if held.startswith(V2_SIGNATURE) and len(held) >= V2_FIXED:
+            length: int = struct.unpack_from("!H", held, 14)[0]
+            return max(1, V2_FIXED + length - len(held))
+        shortest = V2_FIXED if self._accept is ProxyVersion.V2 else V1_SHORTEST
+        if held.startswith(V2_SIGNATURE[:1]):
+            shortest = V2_FIXED
+        if len(held) < shortest:
+            return shortest - len(held)
+        return 1 if held.endswith(b"\r") else 2
 
     @property
     def buffered(self) -> int:

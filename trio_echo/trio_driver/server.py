@@ -30,12 +30,14 @@ import trio
 from ..address import Address
 from ..capacity_log import CapacityLog
 from ..codec import ServerCodec
+from ..codec.proxy_header import ProxyHeaderError
 from ..config import ServerConfig
 from ..connection_log import ConnectionLog, EventSink, LoggingSink, ServerStats
 from ..conversation import Conversation
 from ..errors import TlsError
 from ..lifecycle import LINGER_READ_SIZE, Ending, Phase, Timeouts, next_phase
 from ..listeners import ListenerPlan, plan_listeners
+from ..proxy_gate import ProxyGate, log_refused, original_peer
 from ..reclaim import RECLAIM_CHECK_SECONDS, Occupants
 from ..shortages import ACCEPT_RETRY_SECONDS, OUT_OF_RESOURCES, AcceptFailureLog
 from ..transport import sockets
@@ -213,12 +215,19 @@ class TrioServer:
         config, timeouts = self.config, self._timeouts
         self._active += 1
         try:
+            peer, via = self.network.peer_address(stream), None
+            if plan.proxy is not None:
+                client, via = await _read_proxy_header(stream, plan.proxy, peer)
+                if client is None:
+                    return
+                peer = client
             log = ConnectionLog(
                 next(self._ids),
-                self.network.peer_address(stream),
+                peer,
                 sink=self.sink,
                 clock=trio.current_time,
                 stats=self.stats,
+                via=via,
             )
             conversation = Conversation(plan.codec_factory(), log)
             occupant = _Occupant(stream)
@@ -406,6 +415,38 @@ async def _linger(stream: trio.abc.Stream, conversation: Conversation, seconds: 
             pass
     if drained:
         conversation.drained(drained)
+
+
+async def _read_proxy_header(
+    stream: trio.abc.Stream, gate: ProxyGate, peer: Address
+) -> tuple[Address | None, Address | None]:
+    """Read the connection's PROXY header: (client, proxy), or (None, None) once refused.
+
+    Reads never take a byte past the header (``wanted``), so the conversation,
+    or a TLS handshake, starts on the stream untouched. A refusal is one log
+    line and the stream closed; a cancellation closes it too.
+    """
+    try:
+        parser = gate.parser(peer)
+        with trio.move_on_after(gate.timeout):
+            while True:
+                try:
+                    data = await stream.receive_some(parser.wanted)
+                except (trio.BrokenResourceError, OSError):
+                    data = b""
+                if not data:
+                    parser.receive_eof()
+                parsed = parser.receive_data(data)
+                if parsed is not None:
+                    return original_peer(parsed.header, peer)
+        raise gate.timed_out()
+    except ProxyHeaderError as exc:
+        log_refused(peer, exc)
+    except trio.Cancelled:
+        await _close_now(stream)
+        raise
+    await _close_now(stream)
+    return None, None
 
 
 async def _handshake(
