@@ -11,18 +11,20 @@ from __future__ import annotations
 import contextlib
 import logging
 import ssl
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 import trio
-from loopback import HOST, server_config
+from loopback import HOST, client_config, run_session, server_config
 
 from trio_echo import Connected, Disconnected
 from trio_echo.address import Address
 from trio_echo.codec.proxy_header import build_v1, build_v2
-from trio_echo.config import WireProtocol
+from trio_echo.config import ClientConfig, WireProtocol
+from trio_echo.errors import ConfigError
 from trio_echo.testing import EventRecorder, serve
-from trio_echo.transport.spec import ListenSpec, parse_listen_spec
+from trio_echo.transport.spec import ListenSpec, parse_listen_spec, parse_target
 
 if TYPE_CHECKING:
     from tls_certs import TlsFiles
@@ -184,3 +186,55 @@ async def test_the_header_comes_before_the_tls_handshake(
             await log.wait_ended(1)
     (connected,) = log.of_kind(Connected)
     assert connected.peer == CLIENT
+
+
+@pytest.mark.parametrize("version", [1, 2])
+async def test_a_client_sends_its_own_endpoints_first(
+    server_driver: str, client_driver: str, version: int
+) -> None:
+    log = EventRecorder()
+    with trio.fail_after(TIMEOUT):
+        config = server_config(listen=[listener("any")])
+        async with serve(server_driver, config, recorder=log) as server:
+            client = client_config(
+                server.address, protocol=WireProtocol.ECHO, proxy_protocol=version
+            )
+            result = await run_session(client_driver, client)
+            await log.wait_ended(1)
+    assert result.error is None
+    (connected,) = log.of_kind(Connected)
+    assert connected.via is not None and connected.peer == connected.via  # no proxy between
+
+
+async def test_a_client_sends_the_header_before_tls_and_over_unix(
+    server_driver: str, client_driver: str, tls_files: TlsFiles, short_dir: Path
+) -> None:
+    log = EventRecorder()
+    socket_path = str(short_dir / "p.sock")
+    specs = [listener("v2", "tls"), parse_listen_spec(f"unix:{socket_path}?proxy=v2&protocol=echo")]
+    with trio.fail_after(TIMEOUT):
+        config = server_config(listen=specs, tls=tls_files.server_settings())
+        async with serve(server_driver, config, recorder=log) as server:
+            tls_target = parse_target(f"tls://{server.address}", default_port=3100)
+            unix_target = parse_target(f"unix:{socket_path}", default_port=3100)
+            for target, tls in ((tls_target, tls_files.client_settings()), (unix_target, None)):
+                client = ClientConfig.for_target(
+                    target, protocol=WireProtocol.ECHO, proxy_protocol=2, tls=tls, timeout=20
+                )
+                result = await run_session(client_driver, client)
+                assert result.error is None
+            await log.wait_ended(2)
+    tcp, unix = log.of_kind(Connected)
+    assert tcp.via is not None and tcp.peer.host == HOST
+    assert unix.peer.path == "" and unix.via is not None and unix.via.path is not None
+
+
+def test_a_udp_target_or_a_bad_version_cannot_carry_a_header() -> None:
+    with pytest.raises(ConfigError, match="not for udp"):
+        ClientConfig.for_target(
+            parse_target("udp://127.0.0.1:9", default_port=3100), proxy_protocol=1
+        )
+    with pytest.raises(ConfigError, match="must be 1 or 2"):
+        ClientConfig(proxy_protocol=3)
+    with pytest.raises(ConfigError, match="stream listeners"):
+        parse_listen_spec("udp://127.0.0.1:0?proxy=v2")

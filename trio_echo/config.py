@@ -66,6 +66,15 @@ def _proxy_trusted(_instance: Any, _attribute: attrs.Attribute[Any], value: Any)
         raise ConfigError(f"trusted proxy {exc}") from None
 
 
+def _proxy_protocol(instance: Any, _attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is None:
+        return
+    if value not in (1, 2) or isinstance(value, bool):
+        raise ConfigError(f"PROXY protocol version must be 1 or 2, not {value!r}")
+    if not instance.transport.is_stream:
+        raise ConfigError("a PROXY header opens a stream connection: not for udp:// targets")
+
+
 def _listen_specs(specs: Iterable[ListenSpec]) -> tuple[ListenSpec, ...]:
     return tuple(specs)
 
@@ -184,6 +193,9 @@ class ClientConfig:
     """Trust and identity for a ``tls`` server; None: the system's trust, SNI from the host."""
     retries: int = attrs.field(default=2, validator=non_negative_int)
     """UDP: how often a message whose answer did not come within the timeout is sent again."""
+
+    proxy_protocol: int | None = attrs.field(default=None, validator=_proxy_protocol)
+    """Send a PROXY header of this version (1 or 2) first, naming this client's addresses."""
 
     @path.validator
     def _check_path(self, _attribute: attrs.Attribute[Any], value: str | None) -> None:

@@ -152,6 +152,11 @@ class SocketStream:
         self._send_timeout: float | _Unset | None = _UNSET
         self._aborted = False
 
+    @property
+    def socket(self) -> socket.socket:
+        """The connected socket (a PROXY header names its endpoints)."""
+        return self._sock
+
     def recv(self, size: int, timeout: float | None) -> bytes:
         if timeout != self._receive_timeout:
             self._receive_timeout = self._set_timeout(socket.SO_RCVTIMEO, timeout)

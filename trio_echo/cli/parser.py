@@ -263,6 +263,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="UDP: sends of a message again after its timeout (default: %(default)s)",
     )
+    client.add_argument(
+        "--proxy-protocol",
+        type=proxy_version,
+        default=None,
+        metavar="{v1,v2}",
+        help="open each connection with a PROXY header naming its own endpoints",
+    )
     client_tls = client.add_argument_group("TLS (for tls:// targets)")
     client_tls.add_argument(
         "--cafile", metavar="PEM", help="trust these CAs (default: the system's trust store)"
@@ -378,6 +385,14 @@ def cidr_list(text: str) -> tuple[str, ...]:
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"{exc}") from None
     return items
+
+
+def proxy_version(text: str) -> int:
+    """A PROXY protocol version to send: ``v1`` or ``v2`` (any case)."""
+    versions = {"v1": 1, "v2": 2}
+    if text.lower() not in versions:
+        raise argparse.ArgumentTypeError(f"must be v1 or v2, not {text!r}")
+    return versions[text.lower()]
 
 
 def protocol(text: str) -> WireProtocol:

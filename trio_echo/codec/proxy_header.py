@@ -184,7 +184,8 @@ def _check_could_begin(buffered: bytes, accept: ProxyVersion) -> None:
     for signature in accept.signatures:
         if signature.startswith(buffered[: len(signature)]):
             return
-    raise MalformedProxyHeader(f"no PROXY {accept.value} header at the start of the connection")
+    which = "" if accept is ProxyVersion.ANY else f" {accept.value}"
+    raise MalformedProxyHeader(f"no PROXY{which} header at the start of the connection")
 
 
 def _take_v1(buffered: bytes) -> ParsedHeader | None:
