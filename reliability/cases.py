@@ -19,6 +19,7 @@ from .clients import MIB, close_all, connect, exchange, flood, read_to_eof, rese
 from .cycle_cases import CYCLE_CASES
 from .operator_cases import OPERATOR_CASES
 from .procs import CONNECTION_ENDED, CONNECTION_FAILED, ServerProcess, running_server
+from .proxy_cases import PROXY_CASES
 from .release_cases import RELEASE_CASES
 from .resource_cases import RESOURCE_CASES
 from .tls_cases import TLS_CASES
@@ -398,6 +399,7 @@ CASES = (
     *RELEASE_CASES,
     *UDP_CASES,
     *TLS_CASES,
+    *PROXY_CASES,
     *CYCLE_CASES,
 )
 """Every case, in the order of the table."""
