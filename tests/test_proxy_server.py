@@ -20,9 +20,10 @@ from loopback import HOST, client_config, run_session, server_config
 
 from trio_echo import Connected, Disconnected
 from trio_echo.address import Address
-from trio_echo.codec.proxy_header import build_v1, build_v2
+from trio_echo.codec.proxy_header import ProxyVersion, build_v1, build_v2
 from trio_echo.config import ClientConfig, WireProtocol
 from trio_echo.errors import ConfigError
+from trio_echo.proxy_gate import ProxyGate, UntrustedProxy, parse_networks
 from trio_echo.testing import EventRecorder, serve
 from trio_echo.transport.spec import ListenSpec, parse_listen_spec, parse_target
 
@@ -238,3 +239,23 @@ def test_a_udp_target_or_a_bad_version_cannot_carry_a_header() -> None:
         ClientConfig(proxy_protocol=3)
     with pytest.raises(ConfigError, match="stream listeners"):
         parse_listen_spec("udp://127.0.0.1:0?proxy=v2")
+
+
+def test_trust_is_by_network_with_mapped_ipv4_as_ipv4_and_unix_always() -> None:
+    gate = ProxyGate(ProxyVersion.V1, parse_networks(("10.0.0.0/8", "::1")), 1.0)
+    assert gate.trusts("10.1.2.3") and gate.trusts("::ffff:10.1.2.3") and gate.trusts("::1")
+    assert not gate.trusts("11.0.0.1") and not gate.trusts("not an address")
+    gate.parser(Address.unix(""))  # a unix peer is on this host
+    with pytest.raises(UntrustedProxy):
+        gate.parser(Address("192.0.2.1", 5))
+
+
+def test_proxy_settings_are_checked_at_construction() -> None:
+    with pytest.raises(ConfigError, match="positive number of seconds"):
+        server_config(proxy_timeout=0)
+    with pytest.raises(ConfigError, match="not an address or CIDR"):
+        server_config(proxy_trusted=("10.0.0.0/33",))
+    with pytest.raises(ConfigError, match="one or more CIDR"):
+        server_config(proxy_trusted=())
+    spec = parse_listen_spec("tls://127.0.0.1:0?proxy=ANY")
+    assert str(spec) == "tls://127.0.0.1:0?proxy=any" and parse_listen_spec(str(spec)) == spec
