@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import ssl
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 import trio
-from loopback import HOST, client_config, run_session, server_config
+from loopback import HOST, cli_process, client_config, run_session, server_config
 
 from trio_echo import Connected, Disconnected
 from trio_echo.address import Address
@@ -259,3 +260,11 @@ def test_proxy_settings_are_checked_at_construction() -> None:
         server_config(proxy_trusted=())
     spec = parse_listen_spec("tls://127.0.0.1:0?proxy=ANY")
     assert str(spec) == "tls://127.0.0.1:0?proxy=any" and parse_listen_spec(str(spec)) == spec
+
+
+def test_the_announcement_shows_a_proxy_listener_as_its_spec() -> None:
+    listeners = ("--listen", f"tcp://{HOST}:0?proxy=v2", "--listen", f"tcp://{HOST}:0")
+    with cli_process("serve", *listeners) as cli:
+        announced = cli.stdout.readline() or ""
+    pattern = r"listening on tcp://127\.0\.0\.1:\d+\?proxy=v2, 127\.0\.0\.1:\d+$"
+    assert re.search(pattern, announced.strip()), announced

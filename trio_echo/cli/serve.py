@@ -78,9 +78,9 @@ def serve_command(args: argparse.Namespace) -> int:
 def _announce(config: ServerConfig, listeners: Sequence[ListenSpec], driver: str) -> None:
     """One line: the default protocol, the driver, and every bound listener.
 
-    A TCP listener speaking the default protocol is written as its address
-    alone (``127.0.0.1:3100``); any other as its spec, with its protocol
-    only where it is not the default.
+    A TCP listener speaking the default protocol, with no PROXY header due,
+    is written as its address alone (``127.0.0.1:3100``); any other as its
+    spec, with its protocol only where it is not the default.
     """
     listening = ", ".join(_shown(spec, config.protocol) for spec in listeners)
     try:
@@ -91,7 +91,7 @@ def _announce(config: ServerConfig, listeners: Sequence[ListenSpec], driver: str
 
 def _shown(spec: ListenSpec, default: WireProtocol) -> str:
     if spec.protocol is default:
-        if spec.transport is Transport.TCP:
+        if spec.transport is Transport.TCP and spec.proxy is None:
             return str(spec.address)
         spec = attrs.evolve(spec, protocol=None)
     return escape_text(str(spec))
