@@ -20,6 +20,7 @@ from .cycle_cases import CYCLE_CASES
 from .fault_cases import FAULT_CASES
 from .operator_cases import OPERATOR_CASES
 from .procs import CONNECTION_ENDED, CONNECTION_FAILED, ServerProcess, running_server
+from .proxy_cases import PROXY_CASES
 from .release_cases import RELEASE_CASES
 from .resource_cases import RESOURCE_CASES
 from .tls_cases import TLS_CASES
@@ -399,6 +400,7 @@ CASES = (
     *RELEASE_CASES,
     *UDP_CASES,
     *TLS_CASES,
+    *PROXY_CASES,
     *CYCLE_CASES,
     *FAULT_CASES,
 )

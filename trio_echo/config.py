@@ -16,6 +16,7 @@ import attrs
 from .address import Address
 from .errors import ConfigError
 from .faults.spec import FaultSpec
+from .proxy_gate import LOOPBACK, parse_networks
 from .transport.reflection import ReflectionPolicy
 from .transport.spec import ListenSpec, Transport
 from .transport.tls import TlsClientSettings, TlsServerSettings
@@ -49,6 +50,30 @@ GREETING_MESSAGE = "Hello from client"
 
 
 _protocol = check(lambda v: isinstance(v, WireProtocol), "reply, greeting or echo")
+
+
+def _proxy_timeout(_instance: Any, _attribute: attrs.Attribute[Any], value: Any) -> None:
+    valid = isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < 1e9
+    if not valid:
+        raise ConfigError(f"proxy timeout must be a positive number of seconds, not {value!r}")
+
+
+def _proxy_trusted(_instance: Any, _attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not isinstance(value, tuple) or not value or not all(isinstance(t, str) for t in value):
+        raise ConfigError(f"trusted proxies must be one or more CIDR texts, not {value!r}")
+    try:
+        parse_networks(value)
+    except ValueError as exc:
+        raise ConfigError(f"trusted proxy {exc}") from None
+
+
+def _proxy_protocol(instance: Any, _attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is None:
+        return
+    if value not in (1, 2) or isinstance(value, bool):
+        raise ConfigError(f"PROXY protocol version must be 1 or 2, not {value!r}")
+    if not instance.transport.is_stream:
+        raise ConfigError("a PROXY header opens a stream connection: not for udp:// targets")
 
 
 def _listen_specs(specs: Iterable[ListenSpec]) -> tuple[ListenSpec, ...]:
@@ -121,6 +146,10 @@ class ServerConfig:
     """
     stats_every: float | None = attrs.field(default=None, validator=positive_seconds)
     """Log the summary line every this many seconds while serving; None: only on exit."""
+    proxy_timeout: float = attrs.field(default=5.0, validator=_proxy_timeout)
+    """Seconds a ``?proxy=`` listener waits for a connection's whole PROXY header."""
+    proxy_trusted: tuple[str, ...] = attrs.field(default=LOOPBACK, validator=_proxy_trusted)
+    """Addresses or CIDR networks a ``?proxy=`` listener accepts a PROXY header from."""
 
     @listen.validator
     def _check_listen(self, _attribute: attrs.Attribute[Any], value: tuple[Any, ...]) -> None:
@@ -176,6 +205,9 @@ class ClientConfig:
     """Trust and identity for a ``tls`` server; None: the system's trust, SNI from the host."""
     retries: int = attrs.field(default=2, validator=non_negative_int)
     """UDP: how often a message whose answer did not come within the timeout is sent again."""
+
+    proxy_protocol: int | None = attrs.field(default=None, validator=_proxy_protocol)
+    """Send a PROXY header of this version (1 or 2) first, naming this client's addresses."""
 
     @path.validator
     def _check_path(self, _attribute: attrs.Attribute[Any], value: str | None) -> None:

@@ -41,6 +41,8 @@ class Connected:
     at: float
     fault: str | None = None
     """The faults this connection got on purpose (``--fault``), as spec text."""
+    via: Address | None = None
+    """The proxy that sent a PROXY header; *peer* is then the client address it gave."""
 
 
 @attrs.frozen
@@ -163,10 +165,10 @@ class LoggingSink:
                 return
             case ConnectionFailed(peer=peer, errno=errno, message=message):
                 log.info("%s went away: %s", peer, failure_text(message, errno))
-            case Connected(peer=peer, fault=None):
+            case Connected(peer=peer, fault=None, via=None):
                 log.info("%s connected", peer)
-            case Connected(peer=peer, fault=fault):
-                log.info("%s connected (fault: %s)", peer, fault)
+            case Connected(peer=peer, fault=fault, via=via):
+                log.info("%s connected%s", peer, _connected_details(fault, via))
             case MessageReceived(connection=connection, peer=peer, at=at, data=data):
                 if self._budget.allow(connection, at, len(data)):
                     log.info("%s received %s: %s", peer, counted(len(data), "byte"), escape(data))
@@ -300,6 +302,7 @@ class ConnectionLog:
         clock: Callable[[], float],
         stats: ServerStats,
         fault: str | None = None,
+        via: Address | None = None,
     ) -> None:
         self.connection = connection
         self.peer = peer
@@ -309,7 +312,7 @@ class ConnectionLog:
         self._ended = False
         self.wants_messages = wants_messages(sink)
         """Whether each message is worth an event (read once, as the connection opens)."""
-        sink(Connected(connection, peer, clock(), fault))
+        sink(Connected(connection, peer, clock(), fault, via))
 
     def message(self, data: bytes) -> None:
         """The peer sent a message (a chunk as read, or a greeting line)."""
@@ -376,3 +379,9 @@ class ConnectionLog:
 def stalled_send(timeout: float) -> NetworkError:
     """The error for a peer that took no bytes for *timeout* seconds."""
     return NetworkError(f"peer took no data for {timeout:g} s")
+
+
+def _connected_details(fault: str | None, via: Address | None) -> str:
+    """What a connected line adds: the proxy it came through, the faults it got."""
+    details = f" via {via}" if via is not None else ""
+    return details + (f" (fault: {fault})" if fault is not None else "")

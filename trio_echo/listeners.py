@@ -21,6 +21,7 @@ import attrs
 from .codec import ServerCodec, server_codec
 from .config import ServerConfig, WireProtocol
 from .faults.spec import FaultSpec
+from .proxy_gate import ProxyGate, parse_networks
 from .transport.spec import ListenSpec, Transport
 from .transport.tls import server_context
 
@@ -43,6 +44,8 @@ class ListenerPlan:
     """
     faults: FaultSpec | None = None
     """The faults its connections may get: the spec's ``?fault=``, else the server's."""
+    proxy: ProxyGate | None = None
+    """Set for a ``?proxy=`` listener: every connection must open with a PROXY header."""
 
     def bound_as(self, spec: ListenSpec) -> ListenerPlan:
         """This plan for one socket its spec was bound to (the real address and port)."""
@@ -67,7 +70,11 @@ def plan_listeners(
         limit = line if spec.protocol is WireProtocol.GREETING else math.inf
         faults = spec.fault if spec.fault is not None else config.faults
         if spec.transport is Transport.TLS:
-            plans.append(ListenerPlan(spec, factory, context, handshake, limit, faults or None))
+            plan = ListenerPlan(spec, factory, context, handshake, limit, faults or None)
         else:
-            plans.append(ListenerPlan(spec, factory, reading_limit=limit, faults=faults or None))
+            plan = ListenerPlan(spec, factory, reading_limit=limit, faults=faults or None)
+        if spec.proxy is not None:
+            trusted = parse_networks(config.proxy_trusted)
+            plan = attrs.evolve(plan, proxy=ProxyGate(spec.proxy, trusted, config.proxy_timeout))
+        plans.append(plan)
     return plans

@@ -9,6 +9,7 @@ from ..config import ClientConfig
 from ..errors import TrioEchoError
 from ..os_errors import from_os_error
 from ..session import ClientSession, Report, SessionResult, silent
+from ..transport.proxy_client import header_for_stream
 from ..transport.spec import Transport
 from ..transport.tls import TlsClientSettings, shared_client_context
 from .datagram_client import run_datagram_session
@@ -100,8 +101,15 @@ def _connect(config: ClientConfig, runtime: Runtime) -> Stream:
     """A stream to the server, over the configured transport (TLS handshake done)."""
     if config.transport is Transport.UNIX:
         assert config.path is not None
-        return runtime.connect_unix(config.path, config.timeout)
-    stream = runtime.connect(config.host, config.port, config.timeout)
+        stream = runtime.connect_unix(config.path, config.timeout)
+    else:
+        stream = runtime.connect(config.host, config.port, config.timeout)
+    if config.proxy_protocol is not None:
+        try:
+            stream.sendall(header_for_stream(config.proxy_protocol, stream), config.timeout)
+        except BaseException:
+            stream.close()
+            raise
     if config.transport is not Transport.TLS:
         return stream
     settings = config.tls or TlsClientSettings()

@@ -154,7 +154,7 @@ class SocketStream:
 
     @property
     def socket(self) -> socket.socket:
-        """The socket carrying the stream (a fault's reset sets its linger)."""
+        """The connected socket (a PROXY header names its ends; a fault's reset sets its linger)."""
         return self._sock
 
     def recv(self, size: int, timeout: float | None) -> bytes:

@@ -20,6 +20,7 @@ import attrs
 from ..address import Address
 from ..capacity_log import CapacityLog
 from ..codec import ServerCodec
+from ..codec.proxy_header import ProxyHeaderError
 from ..config import ServerConfig
 from ..connection_log import ConnectionLog, EventSink, LoggingSink, ServerStats
 from ..conversation import Conversation
@@ -27,6 +28,7 @@ from ..errors import TlsError
 from ..faults.plan import plan_connection
 from ..lifecycle import LINGER_READ_SIZE, Ending, Phase, Timeouts, next_phase
 from ..listeners import ListenerPlan, plan_listeners
+from ..proxy_gate import ProxyGate, log_refused, original_peer
 from ..reclaim import RECLAIM_CHECK_SECONDS, Occupants
 from ..shortages import ACCEPT_RETRY_SECONDS, OUT_OF_RESOURCES, AcceptFailureLog
 from ..transport.spec import ListenSpec, Transport
@@ -259,6 +261,12 @@ class BlockingServer:
         timeouts = self._timeouts
         try:
             faults = plan_connection(plan.faults, self.config.seed, str(connection))
+            via = None
+            if plan.proxy is not None:
+                client, via = self._read_proxy_header(stream, plan.proxy, peer)
+                if client is None:
+                    return
+                peer = client
             log = ConnectionLog(
                 connection,
                 peer,
@@ -266,6 +274,7 @@ class BlockingServer:
                 clock=self.runtime.monotonic,
                 stats=self.stats,
                 fault=faults.description if faults is not None else None,
+                via=via,
             )
             if faults is not None:
                 stream = FaultySocket(stream, faults, self.runtime.sleep)
@@ -297,6 +306,35 @@ class BlockingServer:
             self._slots.release()
             if was_full:
                 self._capacity.room()
+
+    def _read_proxy_header(
+        self, stream: Stream, gate: ProxyGate, peer: Address
+    ) -> tuple[Address | None, Address | None]:
+        """The connection's PROXY header as (client, proxy), or (None, None) once refused.
+
+        As the Trio server does: reads never go past the header, a refusal
+        is one log line and the stream closed.
+        """
+        clock = self.runtime.monotonic
+        deadline = clock() + gate.timeout
+        try:
+            parser = gate.parser(peer)
+            while True:
+                try:
+                    data = stream.recv(parser.wanted, max(0.0, deadline - clock()))
+                except TimeoutError:
+                    raise gate.timed_out() from None
+                except OSError:
+                    data = b""
+                if not data:
+                    parser.receive_eof()
+                parsed = parser.receive_data(data)
+                if parsed is not None:
+                    return original_peer(parsed.header, peer)
+        except ProxyHeaderError as exc:
+            log_refused(peer, exc)
+        stream.close()
+        return None, None
 
     def _handshake(self, stream: Stream, plan: ListenerPlan) -> Stream:
         """TLS over *stream*, its handshake done within the plan's timeout (see the Trio server)."""

@@ -62,6 +62,7 @@ def client_command(args: argparse.Namespace) -> int:
         message=args.message,
         connections=args.connections,
         timeout=args.timeout,
+        proxy_protocol=args.proxy_protocol,
         **optional,
         flags={"port": "--port" if target.port == args.port else "the port in TARGET"},
     )

@@ -19,6 +19,7 @@ from ..config import (
 from ..errors import ConfigError
 from ..escape import escape_text
 from ..faults.spec import FaultSpec, parse_faults
+from ..proxy_gate import parse_networks
 from ..transport.reflection import ReflectionPolicy
 from ..transport.spec import ListenSpec, parse_listen_spec
 from ..transport.tls import DEFAULT_HANDSHAKE_TIMEOUT
@@ -221,6 +222,21 @@ def build_parser() -> argparse.ArgumentParser:
         default="text",
         help="log lines as text or one JSON object each (default: %(default)s)",
     )
+    serve_proxy = serve.add_argument_group("PROXY protocol (for ?proxy=v1|v2|any listeners)")
+    serve_proxy.add_argument(
+        "--proxy-timeout",
+        type=positive_seconds,
+        default=defaults.proxy_timeout,
+        metavar="SECONDS",
+        help="refuse a connection whose PROXY header is not whole by then (default: %(default)s)",
+    )
+    serve_proxy.add_argument(
+        "--proxy-trusted",
+        type=cidr_list,
+        default=defaults.proxy_trusted,
+        metavar="CIDR,...",
+        help="accept PROXY headers only from these (default: 127.0.0.0/8,::1/128; unix: always)",
+    )
     serve.set_defaults(command=serve_command)
 
     client = commands.add_parser("client", help="run a client", description="Run a client.")
@@ -286,6 +302,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=ClientConfig().retries,
         metavar="N",
         help="UDP: sends of a message again after its timeout (default: %(default)s)",
+    )
+    client.add_argument(
+        "--proxy-protocol",
+        type=proxy_version,
+        default=None,
+        metavar="{v1,v2}",
+        help="open each connection with a PROXY header naming its own endpoints",
     )
     client_tls = client.add_argument_group("TLS (for tls:// targets)")
     client_tls.add_argument(
@@ -392,6 +415,32 @@ def _seconds(text: str) -> float | None:
     except ValueError:
         return None
     return value if 0 <= value <= MAX_SECONDS else None
+
+
+def positive_seconds(text: str) -> float:
+    """A number of seconds above 0, up to 1e9."""
+    value = _seconds(text)
+    if not value:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, not {text!r}")
+    return value
+
+
+def cidr_list(text: str) -> tuple[str, ...]:
+    """Comma-separated addresses or CIDR networks (``10.0.0.0/8,::1``)."""
+    items = tuple(item.strip() for item in text.split(","))
+    try:
+        parse_networks(items)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{exc}") from None
+    return items
+
+
+def proxy_version(text: str) -> int:
+    """A PROXY protocol version to send: ``v1`` or ``v2`` (any case)."""
+    versions = {"v1": 1, "v2": 2}
+    if text.lower() not in versions:
+        raise argparse.ArgumentTypeError(f"must be v1 or v2, not {text!r}")
+    return versions[text.lower()]
 
 
 def protocol(text: str) -> WireProtocol:

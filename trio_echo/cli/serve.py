@@ -71,6 +71,8 @@ def serve_command(args: argparse.Namespace) -> int:
         seed=args.seed,
         drain=args.drain,
         stats_every=args.stats_every,
+        proxy_timeout=args.proxy_timeout,
+        proxy_trusted=args.proxy_trusted,
     )
     output = Output(json=args.log_format == "json")
     output.configure_logging(args.log_level)
@@ -115,9 +117,9 @@ class Output:
     def announce(self, config: ServerConfig, listeners: Sequence[ListenSpec], driver: str) -> None:
         """One line: the default protocol, the driver, and every bound listener.
 
-        A TCP listener speaking the default protocol is written as its address
-        alone (``127.0.0.1:3100``); any other as its spec, with its protocol
-        only where it is not the default.
+        A TCP listener speaking the default protocol, with no PROXY header due,
+        is written as its address alone (``127.0.0.1:3100``); any other as its
+        spec, with its protocol only where it is not the default.
         """
         listening = ", ".join(_shown(spec, config.protocol) for spec in listeners)
         line = f"{config.protocol.value} server ({driver}) listening on {listening}"
@@ -132,7 +134,7 @@ class Output:
 
 def _shown(spec: ListenSpec, default: WireProtocol) -> str:
     if spec.protocol is default:
-        if spec.transport is Transport.TCP:
+        if spec.transport is Transport.TCP and spec.proxy is None:
             return str(spec.address)
         spec = attrs.evolve(spec, protocol=None)
     return escape_text(str(spec))

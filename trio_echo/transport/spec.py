@@ -36,6 +36,7 @@ from typing import Any
 import attrs
 
 from ..address import Address
+from ..codec.proxy_header import ProxyVersion
 from ..errors import ConfigError
 from ..escape import escape_text
 from ..faults.spec import FaultSpec, parse_faults
@@ -164,6 +165,14 @@ def _render_protocol(value: WireProtocol) -> str:
     return value.value
 
 
+def _parse_proxy(text: str) -> ProxyVersion:
+    return ProxyVersion(text.lower())
+
+
+def _render_proxy(value: ProxyVersion) -> str:
+    return value.value
+
+
 SETTINGS: Mapping[str, Setting] = {
     "protocol": Setting(
         expected="echo, reply or greeting", parse=_parse_protocol, render=_render_protocol
@@ -171,6 +180,7 @@ SETTINGS: Mapping[str, Setting] = {
     "fault": Setting(
         expected="a fault spec such as delay=20ms,split=1-16", parse=parse_faults, render=str
     ),
+    "proxy": Setting(expected="v1, v2 or any", parse=_parse_proxy, render=_render_proxy),
 }
 """The keys a spec's ``?`` settings know, in the order ``str()`` writes them."""
 
@@ -181,6 +191,11 @@ SETTINGS: Mapping[str, Setting] = {
 def _check_protocol(_instance: Any, _attribute: attrs.Attribute[Any], value: Any) -> None:
     if value is not None and not isinstance(value, WireProtocol):
         raise ConfigError(f"protocol must be reply, greeting, echo or None, not {value!r}")
+
+
+def _check_proxy(_instance: Any, _attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None and not isinstance(value, ProxyVersion):
+        raise ConfigError(f"proxy must be v1, v2, any or None, not {value!r}")
 
 
 @attrs.frozen(kw_only=True)
@@ -202,12 +217,19 @@ class ListenSpec:
         default=None, validator=attrs.validators.optional(attrs.validators.instance_of(FaultSpec))
     )
     """Faults this listener's connections may get; None means the server's (``--fault``)."""
+    proxy: ProxyVersion | None = attrs.field(default=None, validator=_check_proxy)
+    """The PROXY header every connection must open with (v1, v2 or any); None: none is read."""
 
     def __attrs_post_init__(self) -> None:
         if self.transport.is_network:
             self._check_network()
         else:
             self._check_unix()
+        if self.proxy is not None and not self.transport.is_stream:
+            raise ConfigError(
+                "proxy= is for stream listeners: a PROXY header opens a connection, "
+                "and proxies send none in front of UDP datagrams"
+            )
 
     def _check_network(self) -> None:
         scheme = self.transport.value

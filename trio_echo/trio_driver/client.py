@@ -17,6 +17,7 @@ from ..config import ClientConfig
 from ..errors import ConnectionLost, TrioEchoError
 from ..os_errors import from_os_error, root_os_error
 from ..session import ClientSession, Report, SessionResult, silent
+from ..transport.proxy_client import header_for_stream
 from ..transport.spec import Transport
 from ..transport.tls import TlsClientSettings, shared_client_context
 from .datagram_client import run_datagram_session
@@ -114,12 +115,24 @@ def _broken(exc: BaseException, context: str) -> TrioEchoError:
     return from_os_error(cause, context)
 
 
+async def _send_proxy_header(stream: trio.abc.Stream, version: int) -> None:
+    """Open the connection with a PROXY header naming its endpoints (see ``proxy_client``)."""
+    try:
+        await stream.send_all(header_for_stream(version, stream))
+    except BaseException:
+        await trio.aclose_forcefully(stream)
+        raise
+
+
 async def _connect(config: ClientConfig, network: Network) -> trio.abc.Stream:
     """A stream to the server, over the configured transport (TLS handshake done)."""
     if config.transport is Transport.UNIX:
         assert config.path is not None
-        return await network.connect_unix(config.path)
-    stream = await network.connect(config.host, config.port)
+        stream = await network.connect_unix(config.path)
+    else:
+        stream = await network.connect(config.host, config.port)
+    if config.proxy_protocol is not None:
+        await _send_proxy_header(stream, config.proxy_protocol)
     if config.transport is not Transport.TLS:
         return stream
     settings = config.tls or TlsClientSettings()

@@ -30,6 +30,7 @@ import trio
 from ..address import Address
 from ..capacity_log import CapacityLog
 from ..codec import ServerCodec
+from ..codec.proxy_header import ProxyHeaderError
 from ..config import ServerConfig
 from ..connection_log import ConnectionLog, EventSink, LoggingSink, ServerStats
 from ..conversation import Conversation
@@ -37,6 +38,7 @@ from ..errors import TlsError
 from ..faults.plan import plan_connection
 from ..lifecycle import LINGER_READ_SIZE, Ending, Phase, Timeouts, next_phase
 from ..listeners import ListenerPlan, plan_listeners
+from ..proxy_gate import ProxyGate, log_refused, original_peer
 from ..reclaim import RECLAIM_CHECK_SECONDS, Occupants
 from ..shortages import ACCEPT_RETRY_SECONDS, OUT_OF_RESOURCES, AcceptFailureLog
 from ..transport import sockets
@@ -219,13 +221,20 @@ class TrioServer:
         try:
             number = next(self._ids)
             faults = plan_connection(plan.faults, config.seed, str(number)) if plan.faults else None
+            peer, via = self.network.peer_address(stream), None
+            if plan.proxy is not None:
+                client, via = await _read_proxy_header(stream, plan.proxy, peer)
+                if client is None:
+                    return
+                peer = client
             log = ConnectionLog(
                 number,
-                self.network.peer_address(stream),
+                peer,
                 sink=self.sink,
                 clock=trio.current_time,
                 stats=self.stats,
                 fault=faults.description if faults is not None else None,
+                via=via,
             )
             if faults is not None:
                 stream = FaultyStream(stream, faults)
@@ -415,6 +424,38 @@ async def _linger(stream: trio.abc.Stream, conversation: Conversation, seconds: 
             pass
     if drained:
         conversation.drained(drained)
+
+
+async def _read_proxy_header(
+    stream: trio.abc.Stream, gate: ProxyGate, peer: Address
+) -> tuple[Address | None, Address | None]:
+    """Read the connection's PROXY header: (client, proxy), or (None, None) once refused.
+
+    Reads never take a byte past the header (``wanted``), so the conversation,
+    or a TLS handshake, starts on the stream untouched. A refusal is one log
+    line and the stream closed; a cancellation closes it too.
+    """
+    try:
+        parser = gate.parser(peer)
+        with trio.move_on_after(gate.timeout):
+            while True:
+                try:
+                    data = await stream.receive_some(parser.wanted)
+                except (trio.BrokenResourceError, OSError):
+                    data = b""
+                if not data:
+                    parser.receive_eof()
+                parsed = parser.receive_data(data)
+                if parsed is not None:
+                    return original_peer(parsed.header, peer)
+        raise gate.timed_out()
+    except ProxyHeaderError as exc:
+        log_refused(peer, exc)
+    except trio.Cancelled:
+        await _close_now(stream)
+        raise
+    await _close_now(stream)
+    return None, None
 
 
 async def _handshake(
