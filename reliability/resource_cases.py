@@ -136,7 +136,7 @@ MEMORY_NOFILE = 16_384
 MOST_CROWD = 10_000
 BATCH = 100
 HEALTHY = 20
-MEMORY_ERROR = re.compile(rb"MemoryError")
+MEMORY_ERROR = re.compile(rb"MemoryError|out of memory")
 FATAL = re.compile(rb"Fatal Python error|TrioInternalError|lost sys\.stderr")
 
 
