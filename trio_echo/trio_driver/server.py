@@ -59,13 +59,16 @@ class TrioServer:
         network: Network | None = None,
         sink: EventSink | None = None,
         codec_factory: Callable[[], ServerCodec] | None = None,
+        memory: MemoryGuard | None = None,
     ) -> None:
         self.config = config
         self._timeouts = Timeouts.of(config)
         self.network: Network = network if network is not None else SocketNetwork()
         self._plans = plan_listeners(config, codec_factory)
         self._accept_failures = AcceptFailureLog(trio.current_time)
-        self._memory = MemoryGuard.for_this_process(trio.current_time)
+        self._memory = (
+            memory if memory is not None else MemoryGuard.for_this_process(trio.current_time)
+        )
         self.sink: EventSink = sink if sink is not None else LoggingSink()
         self.stats = ServerStats()
         self.addresses: tuple[Address, ...] = ()
