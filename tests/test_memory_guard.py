@@ -54,12 +54,17 @@ class FakeMemory:
         return self.now
 
 
-def guard_for(memory: FakeMemory, limit: int | None = LIMIT) -> MemoryGuard:
-    return MemoryGuard(limit, memory.clock, in_use=memory.in_use, reserve=Reserve(4096))
-
-
 FULL = LIMIT - MIN_MARGIN // 2
 ROOMY = LIMIT // 2
+AT_START = LIMIT // 4
+
+
+def guard_for(memory: FakeMemory, limit: int | None = LIMIT) -> MemoryGuard:
+    """A guard over *memory*, made while :data:`AT_START` was in use (the margin's basis)."""
+    now_used, memory.used = memory.used, AT_START
+    guard = MemoryGuard(limit, memory.clock, in_use=memory.in_use, reserve=Reserve(4096))
+    memory.used = now_used
+    return guard
 
 
 def test_without_a_limit_every_accept_is_allowed_and_nothing_is_read() -> None:
@@ -72,12 +77,13 @@ def test_without_a_limit_every_accept_is_allowed_and_nothing_is_read() -> None:
 def test_the_address_space_is_read_at_most_every_n_accepts_or_100_ms() -> None:
     memory = FakeMemory(used=ROOMY)
     guard = guard_for(memory)
+    at_start = memory.readings  # the margin is set from the first
     for connections in range(10 * CHECK_ACCEPTS):
         assert guard.room_for_one_more(connections)
-    assert memory.readings == 10
+    assert memory.readings - at_start == 10
     memory.now += CHECK_SECONDS
     guard.room_for_one_more(0)
-    assert memory.readings == 11
+    assert memory.readings - at_start == 11
 
 
 def test_newcomers_are_held_once_less_than_the_margin_is_left() -> None:
@@ -129,6 +135,8 @@ def test_the_margin_is_a_sixteenth_of_the_limit_within_bounds() -> None:
     assert margin_for(48_000 * 1024) == MIN_MARGIN
     assert margin_for(512 * MIB) == 32 * MIB
     assert margin_for(64 * 2**30) == 64 * MIB
+    assert margin_for(40 * MIB, used_at_start=36 * MIB) == MIB  # a quarter of what was free
+    assert margin_for(40 * MIB, used_at_start=41 * MIB) == 0
 
 
 def test_this_process_is_read_for_real() -> None:
@@ -142,8 +150,9 @@ async def test_the_trio_server_holds_a_newcomer_while_memory_is_short(
 ) -> None:
     """The client waits, one line says why, and it is served once memory frees."""
     caplog.set_level(logging.WARNING, logger="trio_echo.server")
-    memory = FakeMemory(used=FULL)
+    memory = FakeMemory(used=AT_START)
     guard = MemoryGuard(LIMIT, trio.current_time, in_use=memory.in_use, reserve=Reserve(0))
+    memory.used = FULL
     network = SimulatedNetwork()
     results = []
 

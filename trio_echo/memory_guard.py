@@ -11,7 +11,8 @@ process. Waiting for the error is too late, so the Trio server asks a
 * with one, the guard reads the address space in use from
   ``/proc/self/statm`` at most once per :data:`CHECK_SECONDS` or
   :data:`CHECK_ACCEPTS` accepts, and says "no" once less than a margin
-  (:func:`margin_for`) is left. Newcomers then wait in the backlog while the
+  (:func:`margin_for`, from the limit and what was in use at the start) is
+  left. Newcomers then wait in the backlog while the
   connections already held are served, and accepting resumes when the
   address space has room again, or while fewer connections are held than
   at the shortage (less :data:`REUSE_FRACTION`): freed memory is not always
@@ -52,9 +53,15 @@ REUSE_FRACTION = 0.1
 STATM = "/proc/self/statm"
 
 
-def margin_for(limit: int) -> int:
-    """Address space kept free under *limit*: a sixteenth of it, within 4 and 64 MiB."""
-    return min(MAX_MARGIN, max(MIN_MARGIN, limit // 16))
+def margin_for(limit: int, used_at_start: int = 0) -> int:
+    """Address space kept free under *limit*: a sixteenth of it, within 4 and 64 MiB.
+
+    Never more than a quarter of what was free at the start (*used_at_start*
+    in use), so that a limit just above the interpreter's own needs still
+    leaves room for some connections.
+    """
+    margin = min(MAX_MARGIN, max(MIN_MARGIN, limit // 16))
+    return min(margin, max(0, limit - used_at_start) // 4)
 
 
 def address_space_limit() -> int | None:
@@ -121,8 +128,10 @@ class MemoryGuard:
         shortage, less :data:`REUSE_FRACTION` (their memory is reused as others end)."""
         self.used = 0
         """The address space at the last reading, in bytes (0 before any)."""
+        self._margin = 0
         if limit is not None:
             self.reserve.hold()
+            self._margin = margin_for(limit, self._reading() or 0)
 
     @classmethod
     def for_this_process(cls, clock: Callable[[], float]) -> MemoryGuard:
@@ -159,17 +168,23 @@ class MemoryGuard:
         self._checked_at = now
         self._accepts = 0
         assert self.limit is not None
-        try:
-            self.used = self._in_use()
-        except (OSError, ValueError, MemoryError):
+        used = self._reading()
+        if used is None:
             return  # no reading: keep the last verdict
-        if self.limit - self.used > margin_for(self.limit):
+        self.used = used
+        if self.limit - used > self._margin:
             self._set_short(False)
         elif self._ceiling == math.inf:
             self._lower_ceiling(connections)
             self._set_short(True)
         else:  # the memory of connections ended since can be reused, up to the ceiling
             self._set_short(connections >= self._ceiling)
+
+    def _reading(self) -> int | None:
+        try:
+            return self._in_use()
+        except (OSError, ValueError, MemoryError):
+            return None
 
     def _lower_ceiling(self, connections: int) -> None:
         self._ceiling = min(self._ceiling, connections * (1 - REUSE_FRACTION))
