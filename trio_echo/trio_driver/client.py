@@ -16,6 +16,7 @@ from ..client_tally import ClientTally
 from ..config import ClientConfig
 from ..errors import ConnectionLost, TrioEchoError
 from ..os_errors import from_os_error, root_os_error
+from ..pacing import Pacer
 from ..session import ClientSession, Report, SessionResult, silent
 from ..transport.spec import Transport
 from ..transport.tls import TlsClientSettings, shared_client_context
@@ -47,7 +48,7 @@ async def run_session(
     started = trio.current_time()
     error: TrioEchoError | None = None
     try:
-        await _converse(config, network, session)
+        await _converse(config, network, session, Pacer.for_session(config, index, started), tally)
     except TrioEchoError as exc:
         error = exc
     result = session.result(index, error, trio.current_time() - started)
@@ -81,7 +82,14 @@ async def run_client(
     return [result for result in results if result is not None]
 
 
-async def _converse(config: ClientConfig, network: Network, session: ClientSession) -> None:
+async def _converse(
+    config: ClientConfig,
+    network: Network,
+    session: ClientSession,
+    pacer: Pacer,
+    tally: ClientTally | None,
+) -> None:
+    """Connect, then send each message when *pacer* says, timing its round trip into *tally*."""
     limit = math.inf if config.timeout is None else config.timeout
     where = session.where
     try:
@@ -92,14 +100,19 @@ async def _converse(config: ClientConfig, network: Network, session: ClientSessi
     except (trio.BrokenResourceError, OSError) as exc:  # a TLS handshake that failed
         raise _broken(exc, f"connect to {where}") from None
     async with stream:
+        receive_some, receive_size = stream.receive_some, config.receive_size
         try:
-            while (outgoing := session.next_outgoing()) is not None:
+            while (intended := pacer.next_send(trio.current_time())) is not None:
+                if (outgoing := session.next_outgoing()) is None:
+                    break
+                if intended > trio.current_time():
+                    await trio.sleep_until(intended)
                 await stream.send_all(outgoing)
                 with trio.fail_after(limit):
-                    while not session.receive(
-                        bytes(await stream.receive_some(config.receive_size))
-                    ):
+                    while not session.receive(bytes(await receive_some(receive_size))):
                         pass
+                if tally is not None:
+                    tally.record_latency(trio.current_time() - intended)
         except trio.TooSlowError:
             raise session.timeout_error(limit) from None
         except (trio.BrokenResourceError, OSError) as exc:
