@@ -260,8 +260,11 @@ def _report_results(
 
 def summary_line(config: ClientConfig, tally: ClientTally, seconds: float) -> str:
     """The run's one line: sessions and rate, then latencies and error classes if any."""
-    parts = [tally.summary(config.connections, seconds)]
-    parts += [describe_latency(tally), describe_error_classes(tally.error_classes())]
+    parts = [
+        tally.summary(config.connections, seconds),
+        describe_latency(tally),
+        describe_error_classes(tally.error_classes()),
+    ]
     return "; ".join(part for part in parts if part is not None)
 
 
