@@ -86,6 +86,8 @@ class LatencyHistogram:
         for index, number in enumerate(self._counts):
             seen += number
             if seen >= rank:
+                if index == BUCKETS - 1:  # the top bucket also holds every longer latency
+                    return self.max_seconds
                 return min(bucket_middle(index) / 1e9, self.max_seconds)
         return self.max_seconds
 
