@@ -15,6 +15,7 @@ import signal
 import trio
 
 from .case import Case, Measurement
+from .client_cases import CLIENT_CASES
 from .clients import MIB, close_all, connect, exchange, flood, read_to_eof, reset
 from .cycle_cases import CYCLE_CASES
 from .operator_cases import OPERATOR_CASES
@@ -399,5 +400,6 @@ CASES = (
     *UDP_CASES,
     *TLS_CASES,
     *CYCLE_CASES,
+    *CLIENT_CASES,
 )
 """Every case, in the order of the table."""
