@@ -100,23 +100,44 @@ async def _converse(
     except (trio.BrokenResourceError, OSError) as exc:  # a TLS handshake that failed
         raise _broken(exc, f"connect to {where}") from None
     async with stream:
-        receive_some, receive_size = stream.receive_some, config.receive_size
         try:
-            while (intended := pacer.next_send(trio.current_time())) is not None:
-                if (outgoing := session.next_outgoing()) is None:
-                    break
-                if intended > trio.current_time():
-                    await trio.sleep_until(intended)
-                await stream.send_all(outgoing)
-                with trio.fail_after(limit):
-                    while not session.receive(bytes(await receive_some(receive_size))):
-                        pass
-                if tally is not None:
-                    tally.record_latency(trio.current_time() - intended)
-        except trio.TooSlowError:
-            raise session.timeout_error(limit) from None
+            with trio.CancelScope() as deadline:
+                await _exchange_all(stream, config, session, pacer, tally, deadline)
         except (trio.BrokenResourceError, OSError) as exc:
             raise _broken(exc, f"talking to {where}") from None
+        if deadline.cancelled_caught:
+            raise session.timeout_error(limit)
+
+
+async def _exchange_all(
+    stream: trio.abc.Stream,
+    config: ClientConfig,
+    session: ClientSession,
+    pacer: Pacer,
+    tally: ClientTally | None,
+    deadline: trio.CancelScope,
+) -> None:
+    """The hot loop: each message sent when due, its reply read, its latency recorded.
+
+    One cancel scope serves every message, its deadline moved on for each
+    (send and reply within ``config.timeout``), rather than a scope entered
+    and left per message; the methods and sizes are looked up once.
+    """
+    limit = math.inf if config.timeout is None else config.timeout
+    receive_some, send_all, receive_size = stream.receive_some, stream.send_all, config.receive_size
+    now, receive, next_outgoing = trio.current_time, session.receive, session.next_outgoing
+    record = tally.record_latency if tally is not None else None
+    while (intended := pacer.next_send(now())) is not None:
+        if (outgoing := next_outgoing()) is None:
+            return
+        if intended > now():
+            await trio.sleep_until(intended)
+        deadline.deadline = now() + limit
+        await send_all(outgoing)
+        while not receive(bytes(await receive_some(receive_size))):
+            pass
+        if record is not None:
+            record(now() - intended)
 
 
 def _broken(exc: BaseException, context: str) -> TrioEchoError:
