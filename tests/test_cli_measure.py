@@ -8,6 +8,7 @@ for consistency, never for speed.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import re
 import signal
@@ -18,7 +19,10 @@ from collections.abc import Iterator
 import pytest
 from loopback import HOST, cli_process, cli_server, refusing_port, run_cli
 
-from trio_echo.client_tally import ERROR_CLASSES
+from trio_echo.cli.progress import progress_line, progress_text
+from trio_echo.client_tally import ERROR_CLASSES, ClientTally
+from trio_echo.errors import WrongReply
+from trio_echo.session import SessionResult
 
 CONNECTED = re.compile(" connected")
 SUMMARY = re.compile(
@@ -197,3 +201,25 @@ def test_a_signal_stops_a_timed_run_with_its_figures(
     figures = json.loads(line)
     assert figures["stopped_by"] == signum.name
     assert figures["sessions_ok"] == 0
+
+
+class _Pipe(io.StringIO):
+    """A stream that is not a terminal."""
+
+    def isatty(self) -> bool:
+        return False
+
+
+def test_no_progress_line_when_stderr_is_not_a_terminal() -> None:
+    stream = _Pipe()
+    with progress_line(ClientTally(), 3, stream):
+        pass
+    assert stream.getvalue() == ""
+
+
+def test_the_progress_line_says_round_trips_rate_p99_and_failures() -> None:
+    tally = ClientTally()
+    tally.finished(SessionResult(0, (), WrongReply("bad"), 1.0, round_trips=40))
+    tally.record_latency(0.002)
+    text = progress_text(tally, 5, 2.0)
+    assert text == "2.0 s: 40 round trips (20/s), p99 2.00 ms, 1 failed of 5 sessions"
