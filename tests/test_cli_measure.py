@@ -13,18 +13,27 @@ import json
 import re
 import signal
 import socket
+import tempfile
 import threading
 from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from loopback import HOST, cli_process, cli_server, refusing_port, run_cli
+
+if TYPE_CHECKING:
+    from tls_certs import TlsFiles
 
 from trio_echo.cli.progress import progress_line, progress_text
 from trio_echo.client_tally import ERROR_CLASSES, ClientTally
 from trio_echo.errors import WrongReply
 from trio_echo.session import SessionResult
 
+pytest_plugins = ["tls_certs"]
+
 CONNECTED = re.compile(" connected")
+LISTENING = re.compile(r"listening on (?P<listeners>.*)$")
 SUMMARY = re.compile(
     r"^(?P<ok>\d+)/(?P<sessions>\d+) sessions ok, (?P<trips>\d+) round trips in [\d.]+ s "
     r"\(\d+ round trips/s\); latency p50 (?P<p50>[\d.]+) ms, p90 (?P<p90>[\d.]+) ms, "
@@ -223,3 +232,47 @@ def test_the_progress_line_says_round_trips_rate_p99_and_failures() -> None:
     tally.record_latency(0.002)
     text = progress_text(tally, 5, 2.0)
     assert text == "2.0 s: 40 round trips (20/s), p99 2.00 ms, 1 failed of 5 sessions"
+
+
+def test_tls_and_unix_runs_are_measured_too(client_driver: str, tls_files: TlsFiles) -> None:
+    with tempfile.TemporaryDirectory(prefix="te-", dir="/tmp") as name:
+        socket_path = Path(name) / "echo.sock"
+        with cli_process(
+            "serve",
+            "--log-level",
+            "warning",
+            "--listen",
+            "tls://127.0.0.1:0",
+            "--listen",
+            f"unix:{socket_path}",
+            "--certfile",
+            str(tls_files.server.cert),
+            "--keyfile",
+            str(tls_files.server.key),
+        ) as server:
+            match = LISTENING.search(server.stdout.readline() or "")
+            assert match is not None, server.stderr.rest()
+            tls, unix = match["listeners"].split(", ")
+            tls_port = tls.rsplit(":", 1)[1]
+            targets = [
+                [f"tls://localhost:{tls_port}", "--cafile", str(tls_files.ca)],
+                [unix],
+            ]
+            runs = [
+                run_cli(
+                    "client",
+                    *target,
+                    "--duration",
+                    "0.3",
+                    "--connections",
+                    "2",
+                    "--json",
+                    *driver_flags(client_driver),
+                )
+                for target in targets
+            ]
+    for target, run in zip(targets, runs, strict=True):
+        assert run.returncode == 0, (target, run.stderr)
+        figures = json.loads(run.stdout)
+        assert figures["sessions_ok"] == 2, target
+        assert figures["round_trips"] >= 2 and figures["latency_ms"]["max"] > 0, target
