@@ -15,6 +15,7 @@ import signal
 import trio
 
 from .case import Case, Measurement
+from .client_cases import CLIENT_CASES
 from .clients import MIB, close_all, connect, exchange, flood, read_to_eof, reset
 from .cycle_cases import CYCLE_CASES
 from .fault_cases import FAULT_CASES
@@ -403,5 +404,6 @@ CASES = (
     *PROXY_CASES,
     *CYCLE_CASES,
     *FAULT_CASES,
+    *CLIENT_CASES,
 )
 """Every case, in the order of the table."""

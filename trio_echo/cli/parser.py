@@ -310,6 +310,28 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="{v1,v2}",
         help="open each connection with a PROXY header naming its own endpoints",
     )
+    client.add_argument(
+        "--duration",
+        type=seconds,
+        default=None,
+        metavar="SECONDS",
+        help="each session sends for this long instead of --count messages",
+    )
+    client.add_argument(
+        "--rate",
+        type=number,
+        default=None,
+        metavar="R",
+        help=(
+            "round trips per second over all sessions, paced; latency counts from each "
+            "intended send time (default: as fast as the server answers)"
+        ),
+    )
+    client.add_argument(
+        "--json",
+        action="store_true",
+        help="print the run's figures as one JSON object instead of lines",
+    )
     client_tls = client.add_argument_group("TLS (for tls:// targets)")
     client_tls.add_argument(
         "--cafile", metavar="PEM", help="trust these CAs (default: the system's trust store)"
