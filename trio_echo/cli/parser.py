@@ -181,6 +181,16 @@ def build_parser() -> argparse.ArgumentParser:
             "on SIGINT/SIGTERM, time for clients to finish; 0 stops at once (default: %(default)s)"
         ),
     )
+    serve.add_argument(
+        "--workers",
+        type=integer,
+        default=1,
+        metavar="N",
+        help=(
+            "worker processes sharing the listeners, restarted if they die; "
+            "1 serves in this process (default: %(default)s)"
+        ),
+    )
     serve.set_defaults(command=serve_command)
 
     client = commands.add_parser("client", help="run a client", description="Run a client.")

@@ -22,13 +22,14 @@ import trio
 from ..address import Address
 from ..blocking_driver import BlockingServer
 from ..config import ServerConfig, WireProtocol
-from ..connection_log import LoggingSink
+from ..connection_log import LoggingSink, ServerStats
 from ..escape import escape_text
 from ..transport.reflection import ReflectionPolicy
 from ..transport.spec import ListenSpec, Transport
 from ..transport.tls import TlsServerSettings
 from ..trio_driver import TrioServer
 from .common import EXIT_OK, build_config, silence_stdout
+from .workers import Supervisor, WorkerSettings
 
 logger = logging.getLogger("trio_echo.server")
 
@@ -63,14 +64,24 @@ def serve_command(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(message)s", datefmt="%H:%M:%S"
     )
-    serve = _serve_blocking if args.blocking else _serve_trio
-    summary = serve(config)
+    workers = build_config(
+        WorkerSettings, count=args.workers, once=args.once, flags={"count": "--workers"}
+    )
+    if workers.count > 1:
+        summary = Supervisor(config, workers.count, args.blocking, args.log_level).run(_say)
+    else:
+        summary = serve_stats(config, blocking=args.blocking).summary()
     try:
         print(summary, flush=True)
     except BrokenPipeError:  # stdout went away (| head): the summary goes to stderr
         silence_stdout()
         print(summary, file=sys.stderr, flush=True)
     return EXIT_OK
+
+
+def serve_stats(config: ServerConfig, *, blocking: bool) -> ServerStats:
+    """Serve *config* with the chosen driver until stopped; the server's final counts."""
+    return _serve_blocking(config) if blocking else _serve_trio(config)
 
 
 def _announce(config: ServerConfig, listeners: Sequence[ListenSpec], driver: str) -> None:
@@ -81,8 +92,12 @@ def _announce(config: ServerConfig, listeners: Sequence[ListenSpec], driver: str
     only where it is not the default.
     """
     listening = ", ".join(_shown(spec, config.protocol) for spec in listeners)
+    _say(f"{config.protocol.value} server ({driver}) listening on {listening}")
+
+
+def _say(line: str) -> None:
     try:
-        print(f"{config.protocol.value} server ({driver}) listening on {listening}", flush=True)
+        print(line, flush=True)
     except BrokenPipeError:  # nobody reads stdout: serve on, the logs go to stderr
         silence_stdout()
 
@@ -99,7 +114,7 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 """What stops a server: Ctrl-C, a supervisor's SIGTERM, the terminal closing (SIGHUP)."""
 
 
-def _serve_trio(config: ServerConfig) -> str:
+def _serve_trio(config: ServerConfig) -> ServerStats:
     server = TrioServer(config, sink=LoggingSink())
 
     async def serve() -> None:
@@ -113,7 +128,7 @@ def _serve_trio(config: ServerConfig) -> str:
     # KeyboardInterrupt, which Trio delivers cleanly: the server never started.
     with _signals_interrupt(), contextlib.suppress(KeyboardInterrupt):
         trio.run(serve)
-    return server.stats.summary()
+    return server.stats
 
 
 async def _serve_then_stop(
@@ -168,7 +183,7 @@ is not concerned.
 """
 
 
-def _serve_blocking(config: ServerConfig) -> str:
+def _serve_blocking(config: ServerConfig) -> ServerStats:
     """Serve until the server ends by itself or signals stop it, however many come at once.
 
     Signal handlers only count and wake the main thread; the main thread
@@ -207,7 +222,7 @@ def _serve_blocking(config: ServerConfig) -> str:
                     ).start()
                 except RuntimeError:  # no thread can be started (a process limit): stop here
                     server.shutdown(grace)
-    return server.stats.summary()
+    return server.stats
 
 
 class _SignalCount:
