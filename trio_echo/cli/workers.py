@@ -79,7 +79,7 @@ class WorkerSettings:
     count: int = attrs.field(
         default=1,
         validator=check(
-            lambda v: isinstance(v, int) and 1 <= v <= MAX_WORKERS,
+            lambda v: type(v) is int and 1 <= v <= MAX_WORKERS,
             f"an integer from 1 to {MAX_WORKERS}",
         ),
     )
@@ -344,6 +344,10 @@ class Supervisor:
         kind, value = message
         if kind == "line" and worker.announced is None:
             worker.announced = value
+            if worker.delay is not None:
+                logger.warning(
+                    "worker %s serving, in place of the one that died", worker.process.pid
+                )
         elif kind == "counts":
             for name in _COUNTS:
                 self._totals[name] += int(value.get(name, 0))
