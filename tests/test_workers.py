@@ -164,7 +164,7 @@ def test_worker_settings_validate_at_construction() -> None:
     assert WorkerSettings().count == 1
     assert WorkerSettings(count=1, once=True).once
     with pytest.raises(ConfigError):
-        WorkerSettings(count=True)  # type: ignore[arg-type]
+        WorkerSettings(count=True)
     with pytest.raises(ConfigError):
         WorkerSettings(count=3, once=True)
 
