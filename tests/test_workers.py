@@ -16,7 +16,7 @@ import time
 from collections import Counter
 
 import pytest
-from loopback import LINE_TIMEOUT, CliServer, cli_process, cli_server, run_cli
+from loopback import LINE_TIMEOUT, CliServer, cli_process, cli_server, occupied_port, run_cli
 
 from trio_echo.cli.workers import RestartPolicy, WorkerSettings
 from trio_echo.errors import ConfigError
@@ -178,3 +178,13 @@ def test_restart_back_off_doubles_while_replacements_die_young() -> None:
     assert policy.next_delay(1.0, lived=60.0) == 0.1
     with pytest.raises(ConfigError):
         RestartPolicy(per_minute=0)
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_a_taken_port_is_one_line_and_exit_1(driver: str) -> None:
+    with occupied_port() as port:
+        result = run_cli("serve", "--port", str(port), "--workers", "2", *driver_flags(driver))
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"trio-echo: listen on tcp://127.0.0.1:{port}: Address already in use (errno 98)"
+    ], result.stderr

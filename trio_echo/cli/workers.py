@@ -135,12 +135,16 @@ def worker_main(
     sockets.share_listeners(reuse_port=sockets.REUSE_PORT_SPREADS, inherited=inherited)
     sys.stdout = _LinesTo(conn)
     threading.Thread(target=_stop_when_orphaned, args=(conn,), daemon=True).start()
-    from .serve import serve_stats  # here: serve imports this module
+    from . import sole_error  # here: the package imports serve, which imports this module
+    from .serve import serve_stats
 
     try:
         stats = serve_stats(config, blocking=blocking)
-    except TrioEchoError as exc:
-        _send(conn, ("failed", str(exc)))
+    except BaseException as exc:
+        error = sole_error(exc)  # Trio raises a named error inside a group
+        if error is None:
+            raise
+        _send(conn, ("failed", str(error)))
         raise SystemExit(1) from None
     _send(conn, ("counts", {name: getattr(stats, name) for name in _COUNTS}))
 
@@ -272,10 +276,12 @@ class Supervisor:
             shared = _with_port(spec, socks)
             self._inherited[sockets.bind_key(shared)] = socks
             return shared
-        if spec.port != 0:
-            return spec
-        socks = sockets.bind(spec, backlog=backlog, reuse_port=True)
-        self._held.extend(socks)  # holds the port until every worker has bound it too
+        # Bound here first, so a taken port is this process's one-line error, and a
+        # port 0 is chosen once; held until every worker has bound it too.
+        kind = Transport.TCP if spec.transport.is_stream else Transport.UDP
+        as_bound = ListenSpec(transport=kind, host=spec.host, port=spec.port)  # as drivers do
+        socks = sockets.bind(as_bound, backlog=backlog, reuse_port=True)
+        self._held.extend(socks)
         return _with_port(spec, socks)
 
     def _release_held(self) -> None:
