@@ -26,6 +26,7 @@ from .release_cases import RELEASE_CASES
 from .resource_cases import RESOURCE_CASES
 from .tls_cases import TLS_CASES
 from .udp_cases import UDP_CASES
+from .worker_cases import WORKER_CASES
 
 __all__ = ["CASES", "Case", "Measurement"]
 
@@ -405,5 +406,6 @@ CASES = (
     *CYCLE_CASES,
     *FAULT_CASES,
     *CLIENT_CASES,
+    *WORKER_CASES,
 )
 """Every case, in the order of the table."""

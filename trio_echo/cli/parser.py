@@ -237,6 +237,16 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="CIDR,...",
         help="accept PROXY headers only from these (default: 127.0.0.0/8,::1/128; unix: always)",
     )
+    serve.add_argument(
+        "--workers",
+        type=integer,
+        default=1,
+        metavar="N",
+        help=(
+            "worker processes sharing the listeners, restarted if they die; "
+            "1 serves in this process (default: %(default)s)"
+        ),
+    )
     serve.set_defaults(command=serve_command)
 
     client = commands.add_parser("client", help="run a client", description="Run a client.")
