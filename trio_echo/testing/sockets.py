@@ -1,0 +1,333 @@
+"""The socket adapter: Trio's own socket API over a :class:`SimulatedNetwork`.
+
+:func:`install` puts a network into the running Trio run through Trio's
+public hooks (``trio.socket.set_custom_socket_factory`` and
+``set_custom_hostname_resolver``). From then on every TCP socket Trio makes
+is a :class:`SimulatedSocket` on that network, so unmodified
+``trio.open_tcp_stream``, ``trio.serve_tcp``, ``trio.open_tcp_listeners``,
+``trio.SocketStream`` and ``trio.SocketListener`` run on it, and host names
+resolve from its :class:`~.hosts.Hosts` table.
+
+The socket is a thin view of the network's own endpoints and listeners (the
+same machinery :class:`SimulatedNetwork` hands the drivers); what it adds is
+the socket vocabulary and its errors: plain :class:`OSError` with the real
+errno (``ConnectionRefusedError``, ``ConnectionResetError``, ``EBADF`` after
+close), exactly what code written against ``trio.socket`` expects.
+
+Nothing here has a kernel descriptor: :meth:`SimulatedSocket.fileno` is -1
+once closed, as Trio's streams check, and otherwise a number no process can
+have open, so handing it to anything that needs a real descriptor fails
+at once (``EBADF``) instead of hanging. ``detach``, ``dup`` and ``share``
+raise :class:`OSError` saying so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import socket
+from collections.abc import Iterator
+from typing import Any, NoReturn
+
+import trio
+
+from .connection import Endpoint, EndpointClosed, os_error
+from .hosts import Hosts, SimulatedResolver
+from .network import SimulatedListener, SimulatedNetwork
+
+__all__ = ["SimulatedSocket", "SimulatedSocketFactory", "install"]
+
+NO_DESCRIPTOR = 2**30
+"""What ``fileno()`` returns for an open simulated socket: beyond any real descriptor."""
+
+_ACCEPTED_OPTIONS = frozenset(
+    {
+        (socket.SOL_SOCKET, socket.SO_REUSEADDR),
+        (socket.SOL_SOCKET, socket.SO_KEEPALIVE),
+        (socket.SOL_SOCKET, socket.SO_LINGER),
+        (socket.SOL_SOCKET, socket.SO_RCVBUF),
+        (socket.SOL_SOCKET, socket.SO_SNDBUF),
+        (socket.IPPROTO_TCP, socket.TCP_NODELAY),
+        (socket.IPPROTO_IPV6, socket.IPV6_V6ONLY),
+    }
+    | {(socket.IPPROTO_TCP, getattr(socket, "TCP_NOTSENT_LOWAT", -1))}
+    | {(socket.IPPROTO_IP, getattr(socket, "IP_BIND_ADDRESS_NO_PORT", -1))}
+)
+"""Options kept and reported back; the network ignores what they would tune."""
+
+
+def _no_descriptor(what: str) -> NoReturn:
+    raise OSError(errno.EOPNOTSUPP, f"{what}: a simulated socket has no kernel descriptor")
+
+
+def _sockaddr(family: int, host: str, port: int) -> tuple[Any, ...]:
+    return (host, port, 0, 0) if family == socket.AF_INET6 else (host, port)
+
+
+class SimulatedSocket(trio.socket.SocketType):
+    """A ``trio.socket`` socket whose far side is the simulated network."""
+
+    def __init__(
+        self,
+        network: SimulatedNetwork,
+        family: int,
+        type: int,
+        proto: int = 0,
+        endpoint: Endpoint | None = None,
+    ) -> None:
+        super().__init__()
+        self._network = network
+        self._family = socket.AddressFamily(family)
+        self._type = socket.SocketKind(type)
+        self._proto = proto
+        self._endpoint = endpoint
+        self._listener: SimulatedListener | None = None
+        self._bound: tuple[str, int] | None = None
+        self._options: dict[tuple[int, int], int | bytes] = {}
+        self._closed = False
+        self._shut_wr = False
+        self._peer: tuple[str, int] | None = None
+
+    # ---- what the socket is ----------------------------------------------------
+
+    @property
+    def family(self) -> socket.AddressFamily:
+        return self._family
+
+    @property
+    def type(self) -> socket.SocketKind:
+        return self._type
+
+    @property
+    def proto(self) -> int:
+        return self._proto
+
+    @property
+    def did_shutdown_SHUT_WR(self) -> bool:
+        return self._shut_wr
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<SimulatedSocket {self._family.name} {self._type.name} {state}>"
+
+    def fileno(self) -> int:
+        """-1 once closed (what Trio's streams look at), else :data:`NO_DESCRIPTOR`."""
+        return -1 if self._closed else NO_DESCRIPTOR
+
+    def detach(self) -> int:
+        _no_descriptor("detach")
+
+    def dup(self) -> trio.socket.SocketType:
+        _no_descriptor("dup")
+
+    def get_inheritable(self) -> bool:
+        return False
+
+    def set_inheritable(self, inheritable: bool) -> None:
+        if inheritable:
+            _no_descriptor("set_inheritable")
+
+    # ---- options -------------------------------------------------------------
+
+    def setsockopt(  # type: ignore[override]
+        self, level: int, optname: int, value: int | bytes | None, optlen: int | None = None
+    ) -> None:
+        """Keep the options Trio's functions set; ``ENOPROTOOPT`` for the others."""
+        self._check_open()
+        if (level, optname) not in _ACCEPTED_OPTIONS:
+            raise os_error(errno.ENOPROTOOPT)
+        self._options[level, optname] = value if value is not None else 0
+
+    def getsockopt(self, level: int, optname: int, buflen: int | None = None) -> Any:
+        """What was set, ``SO_ACCEPTCONN`` and ``SO_ERROR``; ``ENOPROTOOPT`` for the others."""
+        self._check_open()
+        if (level, optname) == (socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+            return int(self._listener is not None)
+        if (level, optname) == (socket.SOL_SOCKET, socket.SO_ERROR):
+            return 0
+        if (level, optname) == (socket.SOL_SOCKET, socket.SO_TYPE):
+            return int(self._type)
+        if (level, optname) not in _ACCEPTED_OPTIONS:
+            raise os_error(errno.ENOPROTOOPT)
+        return self._options.get((level, optname), 0)
+
+    # ---- addresses -----------------------------------------------------------
+
+    def getsockname(self) -> Any:
+        """The local address: the listener's, the connection's, or what was bound."""
+        self._check_open()
+        if self._listener is not None:
+            address = self._listener.address
+            return _sockaddr(self._family, address.host or self._any(), address.port)
+        if self._endpoint is not None:
+            address = self._endpoint.address
+            return _sockaddr(self._family, address.host, address.port)
+        host, port = self._bound or (self._any(), 0)
+        return _sockaddr(self._family, host, port)
+
+    def getpeername(self) -> Any:
+        """The other end's address; ``ENOTCONN`` when not connected."""
+        self._check_open()
+        if self._endpoint is None:
+            raise os_error(errno.ENOTCONN)
+        peer = self._endpoint.peer.address
+        host, port = self._peer or (peer.host, peer.port)
+        return _sockaddr(self._family, host, port)
+
+    def _any(self) -> str:
+        return "::" if self._family == socket.AF_INET6 else "0.0.0.0"
+
+    # ---- setting up ----------------------------------------------------------
+
+    async def bind(self, address: Any) -> None:
+        """Remember the local address; ``listen`` makes it a listener."""
+        await trio.lowlevel.checkpoint()
+        self._check_open()
+        if self._bound is not None or self._endpoint is not None:
+            raise os_error(errno.EINVAL)
+        host, port = address[0], int(address[1])
+        self._bound = (host, port)
+
+    def listen(self, backlog: int = 128) -> None:
+        """Start accepting on the bound address (port 0 picks a free one)."""
+        self._check_open()
+        if self._listener is not None:
+            return
+        host, port = self._bound or (self._any(), 0)
+        self._listener = self._network.fabric.listen(host, port, backlog)
+
+    async def accept(self) -> tuple[SimulatedSocket, Any]:
+        """The next connection, as a connected socket and its peer's address."""
+        listener = self._listener
+        if listener is None:
+            await trio.lowlevel.checkpoint()
+            raise os_error(errno.EBADF if self._closed else errno.EINVAL)
+        try:
+            endpoint = await listener.accept_endpoint()
+        except trio.ClosedResourceError:
+            raise os_error(errno.EBADF) from None
+        accepted = SimulatedSocket(
+            self._network, self._family, self._type, self._proto, endpoint=endpoint
+        )
+        return accepted, accepted.getpeername()
+
+    async def connect(self, address: Any) -> None:
+        """Connect to *address*; ``ConnectionRefusedError`` if nothing listens there."""
+        self._check_open()
+        if self._endpoint is not None:
+            await trio.lowlevel.checkpoint()
+            raise os_error(errno.EISCONN)
+        host, port = address[0], int(address[1])
+        self._peer = (host, port)
+        self._endpoint = await self._network.fabric.connect(f"tcp {host} {port}", host, port)
+
+    # ---- data ----------------------------------------------------------------
+
+    async def recv(self, buflen: int, flags: int = 0, /) -> bytes:
+        """Up to *buflen* bytes; ``b""`` at end of input."""
+        endpoint = self._connected()
+        with self._translated():
+            return await endpoint.receive(buflen)
+
+    async def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+        """:meth:`recv` into *buffer*; the number of bytes."""
+        view = memoryview(buffer).cast("B")
+        data = await self.recv(nbytes or len(view))
+        view[: len(data)] = data
+        return len(data)
+
+    async def send(self, data: Any, flags: int = 0, /) -> int:
+        """Hand *data* to the network (all of it, waiting for room); its length."""
+        endpoint = self._connected()
+        payload = bytes(data)
+        with self._translated():
+            await endpoint.send(payload)
+        return len(payload)
+
+    async def wait_writable(self) -> None:
+        """Return once a send might not have to wait."""
+        endpoint = self._connected()
+        with self._translated():
+            await endpoint.wait_writable()
+
+    def is_readable(self) -> bool:
+        """Whether a recv would return at once."""
+        endpoint = self._connected()
+        try:
+            return endpoint.poll_receive(0) is not None
+        except (OSError, EndpointClosed):
+            return True
+
+    # ---- ending --------------------------------------------------------------
+
+    def shutdown(self, flag: int) -> None:
+        """``SHUT_WR`` is a half-close; ``SHUT_RD``/``SHUT_RDWR`` make calls fail."""
+        endpoint = self._connected()
+        with self._translated():
+            if flag == socket.SHUT_WR:
+                self._shut_wr = True
+                endpoint.send_eof()
+            else:
+                self._shut_wr = self._shut_wr or flag == socket.SHUT_RDWR
+                endpoint.abort()
+
+    def close(self) -> None:
+        """Close the socket now; tasks blocked on it wake with ``EBADF``."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._endpoint is not None:
+            self._endpoint.close()
+        if self._listener is not None:
+            self._listener.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise os_error(errno.EBADF)
+
+    def _connected(self) -> Endpoint:
+        self._check_open()
+        if self._endpoint is None:
+            raise os_error(errno.ENOTCONN)
+        return self._endpoint
+
+    @contextlib.contextmanager
+    def _translated(self) -> Iterator[None]:
+        """The endpoint's own closed-state errors, as a socket reports them."""
+        try:
+            yield
+        except EndpointClosed:
+            code = errno.EBADF if self._closed else errno.EPIPE
+            raise os_error(code) from None
+
+
+class SimulatedSocketFactory(trio.abc.SocketFactory):
+    """Trio's socket hook: TCP sockets on *network*; other kinds are refused clearly."""
+
+    def __init__(self, network: SimulatedNetwork) -> None:
+        self.network = network
+
+    def socket(
+        self,
+        family: socket.AddressFamily | int = socket.AF_INET,
+        type: socket.SocketKind | int = socket.SOCK_STREAM,
+        proto: int = 0,
+    ) -> trio.socket.SocketType:
+        if family not in (socket.AF_INET, socket.AF_INET6):
+            raise OSError(errno.EAFNOSUPPORT, "the simulated network has IPv4 and IPv6 only")
+        if type != socket.SOCK_STREAM:
+            raise OSError(errno.ESOCKTNOSUPPORT, "the simulated network carries TCP only")
+        return SimulatedSocket(self.network, family, type, proto)
+
+
+def install(network: SimulatedNetwork, hosts: Hosts | None = None) -> Hosts:
+    """Make *network* the one Trio's socket API uses for the rest of this run.
+
+    Returns the host table names resolve from (*hosts*, or a new empty one).
+    Must be called inside ``trio.run``; the hooks are per run, so nothing
+    outlives it.
+    """
+    table = Hosts() if hosts is None else hosts
+    trio.socket.set_custom_socket_factory(SimulatedSocketFactory(network))
+    trio.socket.set_custom_hostname_resolver(SimulatedResolver(table))
+    return table
