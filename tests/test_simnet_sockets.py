@@ -22,7 +22,7 @@ async def upper_handler(stream: trio.SocketStream) -> None:
 async def test_serve_tcp_and_open_tcp_stream_meet_by_host_name(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    hosts = install(SimulatedNetwork(seed=1))
+    hosts = install(SimulatedNetwork(seed=1)).hosts
     hosts.add("echo.test")
     async with trio.open_nursery() as nursery:
         listeners = await nursery.start(trio.serve_tcp, upper_handler, 4000)
@@ -161,8 +161,8 @@ async def test_no_kernel_descriptor_fails_clearly(autojump_clock: trio.testing.M
         await trio.lowlevel.wait_readable(sock)
     sock.close()
     assert sock.fileno() == -1
-    with pytest.raises(OSError, match="TCP only"):
-        trio.socket.socket(type=socket.SOCK_DGRAM)
+    with pytest.raises(OSError, match="TCP and UDP only"):
+        trio.socket.socket(type=socket.SOCK_RAW)
 
 
 async def test_use_after_close_is_ebadf(autojump_clock: trio.testing.MockClock) -> None:

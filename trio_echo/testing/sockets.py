@@ -14,11 +14,8 @@ the socket vocabulary and its errors: plain :class:`OSError` with the real
 errno (``ConnectionRefusedError``, ``ConnectionResetError``, ``EBADF`` after
 close), exactly what code written against ``trio.socket`` expects.
 
-Nothing here has a kernel descriptor: :meth:`SimulatedSocket.fileno` is -1
-once closed, as Trio's streams check, and otherwise a number no process can
-have open, so handing it to anything that needs a real descriptor fails
-at once (``EBADF``) instead of hanging. ``detach``, ``dup`` and ``share``
-raise :class:`OSError` saying so.
+What every simulated socket shares (no kernel descriptor, options) is in
+:mod:`.socket_base`; UDP sockets are in :mod:`.udp`.
 """
 
 from __future__ import annotations
@@ -27,44 +24,22 @@ import contextlib
 import errno
 import socket
 from collections.abc import Iterator
-from typing import Any, NoReturn
+from typing import Any
 
+import attrs
 import trio
 
 from .connection import Endpoint, EndpointClosed, os_error
 from .hosts import Hosts, SimulatedResolver
+from .links import NO_DATAGRAM_FAULTS, DatagramFaults, Links
 from .network import SimulatedListener, SimulatedNetwork
+from .socket_base import NO_DESCRIPTOR, SimulatedSocketBase, resolve, sockaddr
+from .udp import DatagramNetwork, SimulatedDatagramSocket
 
-__all__ = ["SimulatedSocket", "SimulatedSocketFactory", "install"]
-
-NO_DESCRIPTOR = 2**30
-"""What ``fileno()`` returns for an open simulated socket: beyond any real descriptor."""
-
-_ACCEPTED_OPTIONS = frozenset(
-    {
-        (socket.SOL_SOCKET, socket.SO_REUSEADDR),
-        (socket.SOL_SOCKET, socket.SO_KEEPALIVE),
-        (socket.SOL_SOCKET, socket.SO_LINGER),
-        (socket.SOL_SOCKET, socket.SO_RCVBUF),
-        (socket.SOL_SOCKET, socket.SO_SNDBUF),
-        (socket.IPPROTO_TCP, socket.TCP_NODELAY),
-        (socket.IPPROTO_IPV6, socket.IPV6_V6ONLY),
-    }
-    | {(socket.IPPROTO_TCP, getattr(socket, "TCP_NOTSENT_LOWAT", -1))}
-    | {(socket.IPPROTO_IP, getattr(socket, "IP_BIND_ADDRESS_NO_PORT", -1))}
-)
-"""Options kept and reported back; the network ignores what they would tune."""
+__all__ = ["NO_DESCRIPTOR", "Installed", "SimulatedSocket", "SimulatedSocketFactory", "install"]
 
 
-def _no_descriptor(what: str) -> NoReturn:
-    raise OSError(errno.EOPNOTSUPP, f"{what}: a simulated socket has no kernel descriptor")
-
-
-def _sockaddr(family: int, host: str, port: int) -> tuple[Any, ...]:
-    return (host, port, 0, 0) if family == socket.AF_INET6 else (host, port)
-
-
-class SimulatedSocket(trio.socket.SocketType):
+class SimulatedSocket(SimulatedSocketBase):
     """A ``trio.socket`` socket whose far side is the simulated network."""
 
     def __init__(
@@ -75,81 +50,12 @@ class SimulatedSocket(trio.socket.SocketType):
         proto: int = 0,
         endpoint: Endpoint | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(family, type, proto)
         self._network = network
-        self._family = socket.AddressFamily(family)
-        self._type = socket.SocketKind(type)
-        self._proto = proto
         self._endpoint = endpoint
         self._listener: SimulatedListener | None = None
         self._bound: tuple[str, int] | None = None
-        self._options: dict[tuple[int, int], int | bytes] = {}
-        self._closed = False
-        self._shut_wr = False
         self._peer: tuple[str, int] | None = None
-
-    # ---- what the socket is ----------------------------------------------------
-
-    @property
-    def family(self) -> socket.AddressFamily:
-        return self._family
-
-    @property
-    def type(self) -> socket.SocketKind:
-        return self._type
-
-    @property
-    def proto(self) -> int:
-        return self._proto
-
-    @property
-    def did_shutdown_SHUT_WR(self) -> bool:
-        return self._shut_wr
-
-    def __repr__(self) -> str:
-        state = "closed" if self._closed else "open"
-        return f"<SimulatedSocket {self._family.name} {self._type.name} {state}>"
-
-    def fileno(self) -> int:
-        """-1 once closed (what Trio's streams look at), else :data:`NO_DESCRIPTOR`."""
-        return -1 if self._closed else NO_DESCRIPTOR
-
-    def detach(self) -> int:
-        _no_descriptor("detach")
-
-    def dup(self) -> trio.socket.SocketType:
-        _no_descriptor("dup")
-
-    def get_inheritable(self) -> bool:
-        return False
-
-    def set_inheritable(self, inheritable: bool) -> None:
-        if inheritable:
-            _no_descriptor("set_inheritable")
-
-    # ---- options -------------------------------------------------------------
-
-    def setsockopt(  # type: ignore[override]
-        self, level: int, optname: int, value: int | bytes | None, optlen: int | None = None
-    ) -> None:
-        """Keep the options Trio's functions set; ``ENOPROTOOPT`` for the others."""
-        self._check_open()
-        if (level, optname) not in _ACCEPTED_OPTIONS:
-            raise os_error(errno.ENOPROTOOPT)
-        self._options[level, optname] = value if value is not None else 0
-
-    def getsockopt(self, level: int, optname: int, buflen: int | None = None) -> Any:
-        """What was set, ``SO_ACCEPTCONN`` and ``SO_ERROR``; ``ENOPROTOOPT`` for the others."""
-        self._check_open()
-        if (level, optname) == (socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
-            return int(self._listener is not None)
-        if (level, optname) == (socket.SOL_SOCKET, socket.SO_ERROR):
-            return 0
-        if (level, optname) == (socket.SOL_SOCKET, socket.SO_TYPE):
-            return int(self._type)
-        if (level, optname) not in _ACCEPTED_OPTIONS:
-            raise os_error(errno.ENOPROTOOPT)
-        return self._options.get((level, optname), 0)
 
     # ---- addresses -----------------------------------------------------------
 
@@ -158,12 +64,12 @@ class SimulatedSocket(trio.socket.SocketType):
         self._check_open()
         if self._listener is not None:
             address = self._listener.address
-            return _sockaddr(self._family, address.host or self._any(), address.port)
+            return sockaddr(self._family, address.host or self._any(), address.port)
         if self._endpoint is not None:
             address = self._endpoint.address
-            return _sockaddr(self._family, address.host, address.port)
+            return sockaddr(self._family, address.host, address.port)
         host, port = self._bound or (self._any(), 0)
-        return _sockaddr(self._family, host, port)
+        return sockaddr(self._family, host, port)
 
     def getpeername(self) -> Any:
         """The other end's address; ``ENOTCONN`` when not connected."""
@@ -172,10 +78,10 @@ class SimulatedSocket(trio.socket.SocketType):
             raise os_error(errno.ENOTCONN)
         peer = self._endpoint.peer.address
         host, port = self._peer or (peer.host, peer.port)
-        return _sockaddr(self._family, host, port)
+        return sockaddr(self._family, host, port)
 
-    def _any(self) -> str:
-        return "::" if self._family == socket.AF_INET6 else "0.0.0.0"
+    def _listening(self) -> bool:
+        return self._listener is not None
 
     # ---- setting up ----------------------------------------------------------
 
@@ -217,7 +123,7 @@ class SimulatedSocket(trio.socket.SocketType):
         if self._endpoint is not None:
             await trio.lowlevel.checkpoint()
             raise os_error(errno.EISCONN)
-        host, port = address[0], int(address[1])
+        host, port = await resolve(self._family, socket.SOCK_STREAM, address)
         self._peer = (host, port)
         self._endpoint = await self._network.fabric.connect(f"tcp {host} {port}", host, port)
 
@@ -281,10 +187,6 @@ class SimulatedSocket(trio.socket.SocketType):
         if self._listener is not None:
             self._listener.close()
 
-    def _check_open(self) -> None:
-        if self._closed:
-            raise os_error(errno.EBADF)
-
     def _connected(self) -> Endpoint:
         self._check_open()
         if self._endpoint is None:
@@ -301,11 +203,22 @@ class SimulatedSocket(trio.socket.SocketType):
             raise os_error(code) from None
 
 
-class SimulatedSocketFactory(trio.abc.SocketFactory):
-    """Trio's socket hook: TCP sockets on *network*; other kinds are refused clearly."""
+@attrs.frozen
+class Installed:
+    """What :func:`install` put into the run: the networks, the host table and the links."""
 
-    def __init__(self, network: SimulatedNetwork) -> None:
+    network: SimulatedNetwork
+    hosts: Hosts
+    links: Links
+    datagrams: DatagramNetwork
+
+
+class SimulatedSocketFactory(trio.abc.SocketFactory):
+    """Trio's socket hook: TCP and UDP sockets on the simulated network."""
+
+    def __init__(self, network: SimulatedNetwork, datagrams: DatagramNetwork) -> None:
         self.network = network
+        self.datagrams = datagrams
 
     def socket(
         self,
@@ -315,19 +228,34 @@ class SimulatedSocketFactory(trio.abc.SocketFactory):
     ) -> trio.socket.SocketType:
         if family not in (socket.AF_INET, socket.AF_INET6):
             raise OSError(errno.EAFNOSUPPORT, "the simulated network has IPv4 and IPv6 only")
-        if type != socket.SOCK_STREAM:
-            raise OSError(errno.ESOCKTNOSUPPORT, "the simulated network carries TCP only")
-        return SimulatedSocket(self.network, family, type, proto)
+        if type == socket.SOCK_STREAM:
+            return SimulatedSocket(self.network, family, type, proto)
+        if type == socket.SOCK_DGRAM:
+            return SimulatedDatagramSocket(self.datagrams, family, type, proto)
+        raise OSError(errno.ESOCKTNOSUPPORT, "the simulated network carries TCP and UDP only")
 
 
-def install(network: SimulatedNetwork, hosts: Hosts | None = None) -> Hosts:
+def install(
+    network: SimulatedNetwork,
+    hosts: Hosts | None = None,
+    *,
+    datagram_faults: DatagramFaults = NO_DATAGRAM_FAULTS,
+) -> Installed:
     """Make *network* the one Trio's socket API uses for the rest of this run.
 
-    Returns the host table names resolve from (*hosts*, or a new empty one).
-    Must be called inside ``trio.run``; the hooks are per run, so nothing
-    outlives it.
+    Names resolve from *hosts* (a new empty table if None); UDP shares the
+    network's seed, latency and clock, with *datagram_faults*. Must be
+    called inside ``trio.run``: the hooks are per run, so nothing outlives it.
     """
     table = Hosts() if hosts is None else hosts
-    trio.socket.set_custom_socket_factory(SimulatedSocketFactory(network))
+    links = Links()
+    datagrams = DatagramNetwork(
+        seed=network.seed,
+        latency=network.latency,
+        alarm=network.fabric.alarm,
+        links=links,
+        faults=datagram_faults,
+    )
+    trio.socket.set_custom_socket_factory(SimulatedSocketFactory(network, datagrams))
     trio.socket.set_custom_hostname_resolver(SimulatedResolver(table))
-    return table
+    return Installed(network, table, links, datagrams)
