@@ -28,7 +28,9 @@ from typing import Any
 
 import attrs
 import trio
+import trio.testing
 
+from ..errors import ConfigError
 from .connection import Endpoint, EndpointClosed, os_error
 from .hosts import Hosts, SimulatedResolver
 from .links import NO_DATAGRAM_FAULTS, DatagramFaults, Links
@@ -245,8 +247,15 @@ def install(
 
     Names resolve from *hosts* (a new empty table if None); UDP shares the
     network's seed, latency and clock, with *datagram_faults*. Must be
-    called inside ``trio.run``: the hooks are per run, so nothing outlives it.
+    called inside ``trio.run`` on a virtual clock (a ConfigError says so
+    otherwise): the hooks are per run, so nothing outlives it.
     """
+    if not isinstance(trio.lowlevel.current_clock(), trio.testing.MockClock):
+        raise ConfigError(
+            "the simulated network needs a virtual clock: "
+            "trio.run(..., clock=trio.testing.MockClock(autojump_threshold=0)) "
+            "or pytest-trio's autojump_clock fixture"
+        )
     table = Hosts() if hosts is None else hosts
     links = Links()
     datagrams = DatagramNetwork(
