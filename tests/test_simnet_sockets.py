@@ -187,3 +187,36 @@ async def test_a_minute_of_traffic_runs_in_virtual_time(
             await trio.sleep(1)
         assert trio.current_time() >= 60
         nursery.cancel_scope.cancel()
+
+
+async def test_a_silent_host_hangs_beside_a_refusing_one(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    installed = install(SimulatedNetwork())
+    silent = installed.hosts.add("silent.test")
+    installed.hosts.add("refusing.test")
+    installed.links.silence(silent.ipv4)
+    with pytest.raises(OSError):
+        await trio.open_tcp_stream("refusing.test", 4000)
+    start = trio.current_time()
+    with trio.move_on_after(30) as waited:
+        await trio.open_tcp_stream("silent.test", 4000)
+    assert waited.cancelled_caught
+    assert trio.current_time() - start == 30
+
+
+async def test_a_partition_hangs_connects_until_repaired(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    installed = install(SimulatedNetwork())
+    installed.hosts.add("echo.test")
+    async with trio.open_nursery() as nursery:
+        await nursery.start(trio.serve_tcp, upper_handler, 4000)
+        installed.links.partition("127.0.0.1", "10.0.0.2")
+        with trio.move_on_after(5) as waited:
+            await trio.open_tcp_stream("echo.test", 4000)
+        assert waited.cancelled_caught
+        installed.links.repair("127.0.0.1", "10.0.0.2")
+        stream = await trio.open_tcp_stream("echo.test", 4000)
+        await stream.aclose()
+        nursery.cancel_scope.cancel()

@@ -9,7 +9,7 @@ network and the socket adapter never draw faults themselves:
   destination, its index how many went that way before it), never from the
   order in which Trio runs the senders.
 * :class:`Links` is the table of cut ways (partitions, both ways or one way,
-  and their repair) that the socket adapter and the datagram network look
+  silent hosts, and their repair) that the socket adapter and the datagram network look
   up before delivering anything.
 """
 
@@ -69,6 +69,14 @@ class Links:
 
     def __init__(self) -> None:
         self._cut: set[tuple[str, str]] = set()
+        self._silent: set[str] = set()
+
+    def silence(self, address: str) -> None:
+        """Make *address* a host that never answers: a connect to it hangs, datagrams vanish.
+
+        (Beside one that refuses: an address where nothing listens.)
+        """
+        self._silent.add(address)
 
     def partition(self, a: str, b: str, *, one_way: bool = False) -> None:
         """Cut the way from *a* to *b*, and back unless *one_way*."""
@@ -80,9 +88,10 @@ class Links:
         """Mend the ways between *a* and *b* (both directions); every way if none named."""
         if a is None or b is None:
             self._cut.clear()
+            self._silent.clear()
             return
         self._cut -= {(a, b), (b, a)}
 
     def is_cut(self, source: str, destination: str) -> bool:
         """Whether what *source* sends to *destination* is lost on the way."""
-        return (source, destination) in self._cut
+        return destination in self._silent or (source, destination) in self._cut

@@ -51,9 +51,11 @@ class SimulatedSocket(SimulatedSocketBase):
         type: int,
         proto: int = 0,
         endpoint: Endpoint | None = None,
+        links: Links | None = None,
     ) -> None:
         super().__init__(family, type, proto)
         self._network = network
+        self._links = Links() if links is None else links
         self._endpoint = endpoint
         self._listener: SimulatedListener | None = None
         self._bound: tuple[str, int] | None = None
@@ -115,18 +117,25 @@ class SimulatedSocket(SimulatedSocketBase):
         except trio.ClosedResourceError:
             raise os_error(errno.EBADF) from None
         accepted = SimulatedSocket(
-            self._network, self._family, self._type, self._proto, endpoint=endpoint
+            self._network, self._family, self._type, self._proto, endpoint, self._links
         )
         return accepted, accepted.getpeername()
 
     async def connect(self, address: Any) -> None:
-        """Connect to *address*; ``ConnectionRefusedError`` if nothing listens there."""
+        """Connect to *address*; ``ConnectionRefusedError`` if nothing listens there.
+
+        Through a cut way, or to a silent host, the connect hangs until the
+        caller gives up, as when no answer ever comes back.
+        """
         self._check_open()
         if self._endpoint is not None:
             await trio.lowlevel.checkpoint()
             raise os_error(errno.EISCONN)
         host, port = await resolve(self._family, socket.SOCK_STREAM, address)
         self._peer = (host, port)
+        source = self._bound[0] if self._bound else ("::1" if ":" in host else "127.0.0.1")
+        if self._links.is_cut(source, host):
+            await trio.sleep_forever()
         self._endpoint = await self._network.fabric.connect(f"tcp {host} {port}", host, port)
 
     # ---- data ----------------------------------------------------------------
@@ -221,6 +230,7 @@ class SimulatedSocketFactory(trio.abc.SocketFactory):
     def __init__(self, network: SimulatedNetwork, datagrams: DatagramNetwork) -> None:
         self.network = network
         self.datagrams = datagrams
+        self.links = datagrams.links
 
     def socket(
         self,
@@ -231,7 +241,7 @@ class SimulatedSocketFactory(trio.abc.SocketFactory):
         if family not in (socket.AF_INET, socket.AF_INET6):
             raise OSError(errno.EAFNOSUPPORT, "the simulated network has IPv4 and IPv6 only")
         if type == socket.SOCK_STREAM:
-            return SimulatedSocket(self.network, family, type, proto)
+            return SimulatedSocket(self.network, family, type, proto, links=self.links)
         if type == socket.SOCK_DGRAM:
             return SimulatedDatagramSocket(self.datagrams, family, type, proto)
         raise OSError(errno.ESOCKTNOSUPPORT, "the simulated network carries TCP and UDP only")
