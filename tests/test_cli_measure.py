@@ -70,6 +70,8 @@ def wrong_server() -> Iterator[int]:
         yield listener.getsockname()[1]
     finally:
         stopping.set()
+        with contextlib.suppress(OSError):
+            listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept(); close alone does not
         listener.close()
         acceptor.join(10)
 
