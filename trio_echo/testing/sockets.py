@@ -35,6 +35,7 @@ from .connection import Endpoint, EndpointClosed, os_error
 from .hosts import Hosts, SimulatedResolver
 from .links import NO_DATAGRAM_FAULTS, DatagramFaults, Links
 from .network import SimulatedListener, SimulatedNetwork
+from .scheduling import seed_scheduling
 from .socket_base import NO_DESCRIPTOR, SimulatedSocketBase, resolve, sockaddr
 from .udp import DatagramNetwork, SimulatedDatagramSocket
 
@@ -256,7 +257,10 @@ def install(
     """Make *network* the one Trio's socket API uses for the rest of this run.
 
     Names resolve from *hosts* (a new empty table if None); UDP shares the
-    network's seed, latency and clock, with *datagram_faults*. Must be
+    network's seed, latency and clock, with *datagram_faults*. Ready tasks
+    run in an order drawn from the network's seed (see :mod:`.scheduling`),
+    so connections opened at the same instant are numbered, addressed and
+    faulted the same way on every run. Must be
     called inside ``trio.run`` on a virtual clock (a ConfigError says so
     otherwise): the hooks are per run, so nothing outlives it.
     """
@@ -275,6 +279,7 @@ def install(
         links=links,
         faults=datagram_faults,
     )
+    seed_scheduling(network.seed)
     trio.socket.set_custom_socket_factory(SimulatedSocketFactory(network, datagrams))
     trio.socket.set_custom_hostname_resolver(SimulatedResolver(table))
     return Installed(network, table, links, datagrams)
