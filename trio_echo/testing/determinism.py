@@ -25,7 +25,7 @@ from .links import NO_DATAGRAM_FAULTS, DatagramFaults
 from .network import SimulatedNetwork
 from .sockets import Installed, install
 
-__all__ = ["NondeterminismError", "check_determinism", "replay_command", "traffic_digest"]
+__all__ = ["NondeterminismError", "check_determinism", "traffic_digest"]
 
 
 class NondeterminismError(AssertionError):
@@ -51,7 +51,7 @@ def traffic_digest(installed: Installed) -> str:
     return digest.hexdigest()
 
 
-def replay_command(seed: int) -> str:
+def _replay_command(seed: int) -> str:
     """The command that reruns the current pytest test with *seed*."""
     current = os.environ.get("PYTEST_CURRENT_TEST", "")
     test = current.rsplit(" ", 1)[0] if current else "<test>"
@@ -96,6 +96,6 @@ def check_determinism(
             raise NondeterminismError(
                 f"seed {seed}: run {number} differs from run 1 "
                 f"(traffic digest {again[:12]} != {first[:12]}); "
-                f"replay: {replay_command(seed)}"
+                f"replay: {_replay_command(seed)}"
             )
     return first

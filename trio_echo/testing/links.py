@@ -78,6 +78,10 @@ class Links:
         """
         self._silent.add(address)
 
+    def unsilence(self, address: str) -> None:
+        """Let *address* answer again (what :meth:`silence` did, undone)."""
+        self._silent.discard(address)
+
     def partition(self, a: str, b: str, *, one_way: bool = False) -> None:
         """Cut the way from *a* to *b*, and back unless *one_way*."""
         self._cut.add((a, b))

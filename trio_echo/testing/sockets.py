@@ -34,6 +34,7 @@ from ..errors import ConfigError
 from .connection import Endpoint, EndpointClosed, os_error
 from .hosts import Hosts, SimulatedResolver
 from .links import NO_DATAGRAM_FAULTS, DatagramFaults, Links
+from .machines import Machine, Machines
 from .network import SimulatedListener, SimulatedNetwork
 from .scheduling import seed_scheduling
 from .socket_base import NO_DESCRIPTOR, SimulatedSocketBase, resolve, sockaddr
@@ -134,10 +135,18 @@ class SimulatedSocket(SimulatedSocketBase):
             raise os_error(errno.EISCONN)
         host, port = await resolve(self._family, socket.SOCK_STREAM, address)
         self._peer = (host, port)
-        source = self._bound[0] if self._bound else ("::1" if ":" in host else "127.0.0.1")
+        source = self._source_for(host)
         if self._links.is_cut(source, host):
             await trio.sleep_forever()
         self._endpoint = await self._network.fabric.connect(f"tcp {host} {port}", host, port)
+
+    def _source_for(self, destination: str) -> str:
+        """The address this connection comes from: bound, its host's, or loopback."""
+        if self._bound is not None and self._bound[0] not in ("", "0.0.0.0", "::"):
+            return self._bound[0]
+        if self._machine is not None:
+            return self._machine.address_for(destination)
+        return "::1" if ":" in destination else "127.0.0.1"
 
     # ---- data ----------------------------------------------------------------
 
@@ -199,6 +208,16 @@ class SimulatedSocket(SimulatedSocketBase):
         if self._listener is not None:
             self._listener.close()
 
+    def crash(self) -> None:
+        """Its host crashed: the listener vanishes, the connection is reset."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._endpoint is not None:
+            self._endpoint.reset()
+        if self._listener is not None:
+            self._listener.close()
+
     def _connected(self) -> Endpoint:
         self._check_open()
         if self._endpoint is None:
@@ -223,6 +242,11 @@ class Installed:
     hosts: Hosts
     links: Links
     datagrams: DatagramNetwork
+    machines: Machines
+
+    def machine(self, name: str) -> Machine:
+        """Host *name*'s machine: run code on it, crash it, restart it."""
+        return self.machines.on(name)
 
 
 class SimulatedSocketFactory(trio.abc.SocketFactory):
@@ -282,4 +306,4 @@ def install(
     seed_scheduling(network.seed)
     trio.socket.set_custom_socket_factory(SimulatedSocketFactory(network, datagrams))
     trio.socket.set_custom_hostname_resolver(SimulatedResolver(table))
-    return Installed(network, table, links, datagrams)
+    return Installed(network, table, links, datagrams, Machines(table, links))
