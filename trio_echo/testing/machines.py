@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextvars
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import trio
 
@@ -26,6 +26,8 @@ from .hosts import Host, Hosts
 from .links import Links
 
 __all__ = ["HostCrashed", "Machine", "Machines", "current_machine"]
+
+T = TypeVar("T")
 
 _RUNNING_ON: contextvars.ContextVar[Machine | None] = contextvars.ContextVar(
     "trio-echo simulated host", default=None
@@ -68,16 +70,17 @@ class Machine:
 
     async def run(
         self,
-        async_fn: Callable[..., Awaitable[Any]],
+        async_fn: Callable[..., Awaitable[T]],
         *args: Any,
         task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED,
-    ) -> None:
-        """Run ``async_fn(*args)`` on this host until it ends or the host crashes.
+    ) -> T | None:
+        """Run ``async_fn(*args)`` on this host; what it returns, or None if the host crashed.
 
         Works with ``nursery.start``: *task_status* is handed on to *async_fn*.
         A crash ends it quietly (its tasks are cancelled); HostCrashed if the
         host is already down.
         """
+        result: T | None = None
         if self.crashed:
             raise HostCrashed(f"host {self.host.name} is down: restart() it first")
         token = _RUNNING_ON.set(self)
@@ -86,13 +89,14 @@ class Machine:
                 self._scopes.add(scope)
                 try:
                     if task_status is trio.TASK_STATUS_IGNORED:
-                        await async_fn(*args)
+                        result = await async_fn(*args)
                     else:
-                        await async_fn(*args, task_status=task_status)
+                        result = await async_fn(*args, task_status=task_status)
                 finally:
                     self._scopes.discard(scope)
         finally:
             _RUNNING_ON.reset(token)
+        return result
 
     def adopt(self, sock: Crashable) -> None:
         """Take down *sock* with this host (sockets already closed are let go)."""

@@ -139,6 +139,7 @@ class SimulatedSocket(SimulatedSocketBase):
         if self._links.is_cut(source, host):
             await trio.sleep_forever()
         self._endpoint = await self._network.fabric.connect(f"tcp {host} {port}", host, port)
+        self._links.watch(source, host, self._endpoint.connection)
 
     def _source_for(self, destination: str) -> str:
         """The address this connection comes from: bound, its host's, or loopback."""
