@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 import trio
 import trio.testing
 
+from trio_echo.errors import ConfigError
 from trio_echo.testing.sockets import Installed
 
 
@@ -69,3 +71,45 @@ async def test_a_one_way_partition_lets_the_other_way_through(
         simulated_network.links.repair()
         assert await stream.receive_some() == b"from the server"
         nursery.cancel_scope.cancel()
+
+
+async def test_a_host_pair_has_its_own_latency(
+    simulated_network: Installed, autojump_clock: trio.testing.MockClock
+) -> None:
+    echo_host = simulated_network.hosts.add("echo.test")
+    app = simulated_network.hosts.add("app.test")
+    simulated_network.links.set_latency(app.ipv4, echo_host.ipv4, 0.25)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(simulated_network.machine("echo.test").run, trio.serve_tcp, echo, 7)
+        started = trio.current_time()
+        stream = await simulated_network.machine("app.test").run(
+            trio.open_tcp_stream, "echo.test", 7
+        )
+        assert stream is not None
+        assert trio.current_time() - started == pytest.approx(0.5)
+        started = trio.current_time()
+        await stream.send_all(b"ping")
+        assert await stream.receive_some() == b"ping"
+        assert trio.current_time() - started == pytest.approx(0.5)
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_datagram_between_a_host_pair_takes_its_latency(
+    simulated_network: Installed, autojump_clock: trio.testing.MockClock
+) -> None:
+    simulated_network.links.set_latency("127.0.0.1", "127.0.0.1", 2.0)
+    receiver = trio.socket.socket(type=trio.socket.SOCK_DGRAM)
+    sender = trio.socket.socket(type=trio.socket.SOCK_DGRAM)
+    with receiver, sender:
+        await receiver.bind(("127.0.0.1", 9000))
+        started = trio.current_time()
+        await sender.sendto(b"slow", ("127.0.0.1", 9000))
+        assert await receiver.recv(100) == b"slow"
+        assert trio.current_time() - started == pytest.approx(2.0)
+
+
+def test_a_negative_link_latency_is_one_line() -> None:
+    from trio_echo.testing.links import Links
+
+    with pytest.raises(ConfigError, match="latency must not be negative, not -1"):
+        Links().set_latency("a", "b", -1)

@@ -10,7 +10,8 @@ network and the socket adapter never draw faults themselves:
   order in which Trio runs the senders.
 * :class:`Links` is the table of cut ways (partitions, both ways or one way,
   silent hosts, and their repair) that the socket adapter and the datagram network look
-  up before delivering anything. TCP connections already open are watched:
+  up before delivering anything, and the latency of each host pair that has
+  its own. TCP connections already open are watched:
   cutting their way holds what is in flight, mending it releases it.
 """
 
@@ -83,6 +84,18 @@ class Links:
         self._cut: set[tuple[str, str]] = set()
         self._silent: set[str] = set()
         self._open: list[tuple[str, str, Way]] = []
+        self._latency: dict[frozenset[str], float] = {}
+
+    def set_latency(self, a: str, b: str, seconds: float) -> None:
+        """One hop between *a* and *b* (either way) takes *seconds*, for new connections
+        and every datagram from now on; ConfigError if negative."""
+        if seconds < 0:
+            raise ConfigError(f"latency must not be negative, not {seconds!r}")
+        self._latency[frozenset((a, b))] = seconds
+
+    def latency(self, a: str, b: str, default: float) -> float:
+        """The time of one hop between *a* and *b*: what :meth:`set_latency` said, or *default*."""
+        return self._latency.get(frozenset((a, b)), default)
 
     def watch(self, source: str, destination: str, way: Way) -> None:
         """Hold and release *way*'s directions as the links between its ends change."""

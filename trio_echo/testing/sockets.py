@@ -138,7 +138,10 @@ class SimulatedSocket(SimulatedSocketBase):
         source = self._source_for(host)
         if self._links.is_cut(source, host):
             await trio.sleep_forever()
-        self._endpoint = await self._network.fabric.connect(f"tcp {host} {port}", host, port)
+        latency = self._links.latency(source, host, self._network.latency)
+        self._endpoint = await self._network.fabric.connect(
+            f"tcp {host} {port}", host, port, latency=latency
+        )
         self._links.watch(source, host, self._endpoint.connection)
 
     def _source_for(self, destination: str) -> str:
