@@ -8,6 +8,7 @@ import trio.testing
 
 from trio_echo.errors import ConfigError
 from trio_echo.testing.network import SimulatedNetwork
+from trio_echo.testing.pytest_plugin import DEFAULT_TIME_LIMIT
 from trio_echo.testing.sockets import Installed, install
 
 
@@ -25,7 +26,7 @@ async def test_the_fixture_puts_trio_sockets_on_the_network(
         stream = await trio.open_tcp_stream("echo.test", 4000)
         await stream.send_all(b"hi")
         assert await stream.receive_some() == b"hi"
-        await trio.sleep(3600)  # an hour of virtual time, none of real time
+        await trio.sleep(1800)  # half an hour of virtual time, none of real time
         nursery.cancel_scope.cancel()
     assert len(simulated_network.network.connections) == 1
 
@@ -43,3 +44,49 @@ def test_the_network_without_a_virtual_clock_is_told_so() -> None:
 
     with pytest.raises(ConfigError, match="needs a virtual clock"):
         trio.run(main)
+
+
+pytest_plugins = ["pytester"]
+
+HANGING_TEST = """
+import pytest
+import trio
+
+pytestmark = pytest.mark.trio
+
+
+async def test_waits_forever(simulated_network, autojump_clock):
+    await trio.Event().wait()
+"""
+
+
+def test_a_test_that_waits_forever_fails_after_the_virtual_bound(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_hangs=HANGING_TEST)
+    result = pytester.runpytest_inprocess(
+        "-p", "no:cacheprovider", "--simnet-seed", "9", "--simnet-time-limit", "120"
+    )
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*VirtualTimeLimitExceeded: the test ran past 120 virtual seconds*(seed 9)*"
+            "--simnet-time-limit SECONDS*",
+            "*seed 9; replay: pytest 'test_hangs.py::test_waits_forever' --simnet-seed 9*",
+        ]
+    )
+
+
+def test_a_time_limit_that_is_not_positive_is_one_line(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_hangs=HANGING_TEST)
+    result = pytester.runpytest_inprocess("--simnet-time-limit", "-5")
+    assert result.ret != 0
+    result.stderr.fnmatch_lines(["*--simnet-time-limit*invalid*"])
+    assert "Traceback" not in result.stderr.str()
+
+
+async def test_a_test_that_ends_in_time_passes_under_the_bound(
+    simulated_network: Installed, autojump_clock: trio.testing.MockClock
+) -> None:
+    await trio.sleep(DEFAULT_TIME_LIMIT - 1)
+    assert trio.current_time() >= DEFAULT_TIME_LIMIT - 1

@@ -23,7 +23,7 @@ def example_tests() -> dict[str, Callable[[trio.testing.MockClock], Awaitable[No
 
 def test_each_readme_example_passes_in_its_own_run() -> None:
     tests = example_tests()
-    assert len(tests) == 2
+    assert len(tests) == 3
     for test in tests.values():
         clock = trio.testing.MockClock(autojump_threshold=0)
         trio.run(test, clock, clock=clock)

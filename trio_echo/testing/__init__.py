@@ -17,7 +17,12 @@
   (``socket_base``), named :class:`Hosts` and the resolver (``hosts``),
   seeded :class:`DatagramFaults` and partitions in :class:`Links`
   (``links``). The pytest plugin (``pytest_plugin``) gives a Trio test the
-  ``simulated_network`` fixture.
+  ``simulated_network`` fixture, bounded in virtual time. Ready tasks run in
+  an order drawn from the seed (``scheduling``), so what happens at one
+  instant is numbered the same way on every run; :func:`check_determinism`
+  (``determinism``) runs a test twice and compares what crossed the network.
+  A :class:`Machine` (``machines``) is a host that runs tasks, crashes and
+  starts again.
 * :func:`virtual_runtime` (``runtime``) runs the blocking driver on the same
   network, its threads in lockstep with Trio (``baton``), so its timeouts and
   clock are virtual too.
@@ -43,9 +48,11 @@ from __future__ import annotations
 
 from .baton import VirtualThreadExit
 from .clock import run_virtual, virtual_clock
+from .determinism import NondeterminismError, check_determinism, traffic_digest
 from .faults import NO_FAULTS, Faults
 from .hosts import Host, Hosts
 from .links import NO_DATAGRAM_FAULTS, DatagramFaults, Links
+from .machines import HostCrashed, Machine, Machines, current_machine
 from .network import DEFAULT_BUFFER_SIZE, DEFAULT_LATENCY, SimulatedListener, SimulatedNetwork
 from .recorder import EndEvent, EventRecorder
 from .runtime import VirtualRuntime, virtual_runtime
@@ -61,6 +68,7 @@ from .scenarios import (
     replay_command,
     run_scenario,
 )
+from .scheduling import seed_scheduling
 from .serving import Driver, Serving, serve
 from .sockets import Installed, SimulatedSocket, install
 from .stream import SimulatedStream
@@ -78,9 +86,13 @@ __all__ = [
     "EventRecorder",
     "Faults",
     "Host",
+    "HostCrashed",
     "Hosts",
     "Installed",
     "Links",
+    "Machine",
+    "Machines",
+    "NondeterminismError",
     "Scenario",
     "ScenarioContext",
     "ScenarioFailed",
@@ -95,12 +107,16 @@ __all__ = [
     "VirtualThreadExit",
     "by_name",
     "check",
+    "check_determinism",
+    "current_machine",
     "install",
     "play",
     "replay_command",
     "run_scenario",
     "run_virtual",
+    "seed_scheduling",
     "serve",
+    "traffic_digest",
     "virtual_clock",
     "virtual_runtime",
 ]

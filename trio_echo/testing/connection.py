@@ -102,7 +102,7 @@ class Endpoint:
             data, acknowledged_at = pipe.take(max_bytes, now)
             self._wake_peer_at(acknowledged_at)
             return data
-        if pipe.eof_at is not None and not pipe.pieces and pipe.eof_at <= now:
+        if pipe.eof_ready(now):
             return b""
         if self._reset_due(now):
             raise os_error(errno.ECONNRESET)
@@ -352,6 +352,24 @@ class Connection:
         self.server = Endpoint(self, "to_client", server_address, upstream, downstream)
         self.client.peer, self.server.peer = self.server, self.client
         self.reset_plan: ResetPlan | None = plan_reset(faults, seed, key)
+
+    @property
+    def finished(self) -> bool:
+        """Both ends closed: nothing more can happen on this connection."""
+        return self.client.closed and self.server.closed
+
+    def hold(self, direction: str) -> None:
+        """Cut the way *direction* (``to_server`` or ``to_client``): what is on it waits."""
+        self._pipe(direction).hold(baton.now())
+
+    def release(self, direction: str) -> None:
+        """Mend the way *direction*: what was held arrives one latency later."""
+        self._pipe(direction).release(baton.now())
+        baton.wake(self.client.lot)
+        baton.wake(self.server.lot)
+
+    def _pipe(self, direction: str) -> Pipe:
+        return self.client.outgoing if direction == "to_server" else self.server.outgoing
 
     def schedule_reset(self, endpoint: Endpoint, at: float) -> None:
         """A reset reaches *endpoint* at virtual time *at* (unless one comes sooner)."""

@@ -10,19 +10,32 @@ network and the socket adapter never draw faults themselves:
   order in which Trio runs the senders.
 * :class:`Links` is the table of cut ways (partitions, both ways or one way,
   silent hosts, and their repair) that the socket adapter and the datagram network look
-  up before delivering anything.
+  up before delivering anything, and the latency of each host pair that has
+  its own. TCP connections already open are watched:
+  cutting their way holds what is in flight, mending it releases it.
 """
 
 from __future__ import annotations
 
 import random
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 
 from ..errors import ConfigError
 
-__all__ = ["NO_DATAGRAM_FAULTS", "DatagramFaults", "Links"]
+__all__ = ["NO_DATAGRAM_FAULTS", "DatagramFaults", "Links", "Way"]
+
+
+class Way(Protocol):
+    """An open connection, as the links see it: two directions that can be held."""
+
+    @property
+    def finished(self) -> bool: ...
+
+    def hold(self, direction: str) -> None: ...
+
+    def release(self, direction: str) -> None: ...
 
 
 def _probability(_instance: Any, attribute: attrs.Attribute[Any], value: float) -> None:
@@ -70,6 +83,41 @@ class Links:
     def __init__(self) -> None:
         self._cut: set[tuple[str, str]] = set()
         self._silent: set[str] = set()
+        self._open: list[tuple[str, str, Way]] = []
+        self._latency: dict[frozenset[str], float] = {}
+
+    def set_latency(self, a: str, b: str, seconds: float) -> None:
+        """One hop between *a* and *b* (either way) takes *seconds*, for new connections
+        and every datagram from now on; ConfigError if negative."""
+        if seconds < 0:
+            raise ConfigError(f"latency must not be negative, not {seconds!r}")
+        self._latency[frozenset((a, b))] = seconds
+
+    def latency(self, a: str, b: str, default: float) -> float:
+        """The time of one hop between *a* and *b*: what :meth:`set_latency` said, or *default*."""
+        return self._latency.get(frozenset((a, b)), default)
+
+    def watch(self, source: str, destination: str, way: Way) -> None:
+        """Hold and release *way*'s directions as the links between its ends change."""
+        self._open = [entry for entry in self._open if not entry[2].finished]
+        self._open.append((source, destination, way))
+        self._apply(source, destination, way)
+
+    def _apply(self, source: str, destination: str, way: Way) -> None:
+        for direction, (a, b) in (
+            ("to_server", (source, destination)),
+            ("to_client", (destination, source)),
+        ):
+            if self.is_cut(a, b):
+                way.hold(direction)
+            else:
+                way.release(direction)
+
+    def _changed(self) -> None:
+        """Bring every open connection in line with the table."""
+        self._open = [entry for entry in self._open if not entry[2].finished]
+        for source, destination, way in self._open:
+            self._apply(source, destination, way)
 
     def silence(self, address: str) -> None:
         """Make *address* a host that never answers: a connect to it hangs, datagrams vanish.
@@ -77,20 +125,28 @@ class Links:
         (Beside one that refuses: an address where nothing listens.)
         """
         self._silent.add(address)
+        self._changed()
+
+    def unsilence(self, address: str) -> None:
+        """Let *address* answer again (what :meth:`silence` did, undone)."""
+        self._silent.discard(address)
+        self._changed()
 
     def partition(self, a: str, b: str, *, one_way: bool = False) -> None:
         """Cut the way from *a* to *b*, and back unless *one_way*."""
         self._cut.add((a, b))
         if not one_way:
             self._cut.add((b, a))
+        self._changed()
 
     def repair(self, a: str | None = None, b: str | None = None) -> None:
         """Mend the ways between *a* and *b* (both directions); every way if none named."""
         if a is None or b is None:
             self._cut.clear()
             self._silent.clear()
-            return
-        self._cut -= {(a, b), (b, a)}
+        else:
+            self._cut -= {(a, b), (b, a)}
+        self._changed()
 
     def is_cut(self, source: str, destination: str) -> bool:
         """Whether what *source* sends to *destination* is lost on the way."""

@@ -218,23 +218,27 @@ class _Fabric:
                 return listener
         return None
 
-    async def connect(self, label: str, host: str, port: int) -> Endpoint:
+    async def connect(
+        self, label: str, host: str, port: int, *, latency: float | None = None
+    ) -> Endpoint:
         """Open a connection from client *label*: one hop out, one hop back.
 
-        Failures are the plain :class:`OSError` a socket raises
+        *latency* is this connection's hop (the network's if None). Failures
+        are the plain :class:`OSError` a socket raises
         (``ConnectionRefusedError``); each view translates them for its users.
         """
-        await trio.sleep(self.latency)
+        hop = self.latency if latency is None else latency
+        await trio.sleep(hop)
         listener = self.find(host, port)
         if listener is None:
-            await trio.sleep(self.latency)
+            await trio.sleep(hop)
             raise os_error(errno.ECONNREFUSED)
         key, address = self.open_as(label)
         connection = Connection(
             key=key,
             client_address=address,
             server_address=listener.address,
-            latency=self.latency,
+            latency=hop,
             capacity=self.buffer_size,
             faults=self.faults,
             seed=self.seed,
@@ -244,7 +248,7 @@ class _Fabric:
         if not await listener.enqueue(connection.server):
             raise os_error(errno.ECONNREFUSED)
         try:
-            await trio.sleep(self.latency)
+            await trio.sleep(hop)
         except BaseException:
             connection.client.reset()
             raise

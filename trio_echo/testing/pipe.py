@@ -12,6 +12,11 @@ Because every effect of one side on the other takes a latency, what a read
 returns and how much a write may send at any instant are fixed by what
 happened strictly before it, never by how Trio ordered two tasks at the same
 instant. A read returns at most one piece (or the start of one).
+
+A partition of an open connection *holds* a direction: nothing due after
+the moment it was cut reaches the reader until the way is mended, and then
+no sooner than one latency after (TCP retransmits what was lost), still in
+order.
 """
 
 from __future__ import annotations
@@ -56,6 +61,8 @@ class Pipe:
         """When the writer's end-of-input reaches the reader, once it was sent."""
         self.dead = False
         """The reader is gone: whatever is written from now on is dropped."""
+        self.held_since: float | None = None
+        """When the way was cut, while it is: nothing due later arrives."""
 
     def arrival(self, now: float, extra: float = 0.0) -> float:
         """When something written at *now* reaches the reader, behind what went before."""
@@ -84,7 +91,34 @@ class Pipe:
 
     def head_ready(self, now: float) -> bool:
         """True if the oldest piece has reached the reader."""
-        return bool(self.pieces) and self.pieces[0].ready_at <= now
+        return bool(self.pieces) and self._arrives_by(self.pieces[0].ready_at, now)
+
+    def eof_ready(self, now: float) -> bool:
+        """True if every piece was read and the writer's end of input has arrived."""
+        return self.eof_at is not None and not self.pieces and self._arrives_by(self.eof_at, now)
+
+    def _arrives_by(self, due: float, now: float) -> bool:
+        held = self.held_since is not None and due > self.held_since
+        return due <= now and not held
+
+    def hold(self, now: float) -> None:
+        """The way is cut at *now*: what is due later waits for :meth:`release`."""
+        if self.held_since is None:
+            self.held_since = now
+
+    def release(self, now: float) -> None:
+        """The way is mended at *now*: what was held arrives one latency later, in order."""
+        since, self.held_since = self.held_since, None
+        if since is None:
+            return
+        earliest = now + self.latency
+        for piece in self.pieces:
+            if piece.ready_at > since:
+                piece.ready_at = max(piece.ready_at, earliest)
+        if self.last_ready_at > since:
+            self.last_ready_at = max(self.last_ready_at, earliest)
+        if self.eof_at is not None and self.eof_at > since:
+            self.eof_at = max(self.eof_at, earliest)
 
     def take(self, max_bytes: int, now: float) -> tuple[bytes, float]:
         """Read from the oldest piece, which must have arrived.
@@ -103,10 +137,14 @@ class Pipe:
         return data, acknowledged_at
 
     def next_arrival(self) -> float:
-        """When the reader next has something to read: a piece, or end of input."""
-        if self.pieces:
-            return self.pieces[0].ready_at
-        return math.inf if self.eof_at is None else self.eof_at
+        """When the reader next has something to read: a piece, or end of input.
+
+        Never, while what comes next is held by a cut way.
+        """
+        due = self.pieces[0].ready_at if self.pieces else self.eof_at
+        if due is None or (self.held_since is not None and due > self.held_since):
+            return math.inf
+        return due
 
     def send_eof(self, now: float) -> None:
         """The writer closed its side: the reader gets end of input after the data."""

@@ -18,6 +18,7 @@ from typing import Any, NoReturn
 import trio
 
 from .connection import os_error
+from .machines import current_machine
 
 __all__ = ["NO_DESCRIPTOR", "SimulatedSocketBase", "resolve", "sockaddr"]
 
@@ -69,11 +70,19 @@ class SimulatedSocketBase(trio.socket.SocketType):
         self._options: dict[tuple[int, int], int | bytes] = {}
         self._closed = False
         self._shut_wr = False
+        self._machine = current_machine()
+        """The host this socket was opened on (a crash takes it down), or None."""
+        if self._machine is not None:
+            self._machine.adopt(self)
 
     def __enter__(self) -> SimulatedSocketBase:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def crash(self) -> None:
+        """Its host crashed: gone, as if closed (TCP sockets reset their connection)."""
         self.close()
 
     def _listening(self) -> bool:

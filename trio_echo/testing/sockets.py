@@ -34,7 +34,9 @@ from ..errors import ConfigError
 from .connection import Endpoint, EndpointClosed, os_error
 from .hosts import Hosts, SimulatedResolver
 from .links import NO_DATAGRAM_FAULTS, DatagramFaults, Links
+from .machines import Machine, Machines
 from .network import SimulatedListener, SimulatedNetwork
+from .scheduling import seed_scheduling
 from .socket_base import NO_DESCRIPTOR, SimulatedSocketBase, resolve, sockaddr
 from .udp import DatagramNetwork, SimulatedDatagramSocket
 
@@ -133,10 +135,22 @@ class SimulatedSocket(SimulatedSocketBase):
             raise os_error(errno.EISCONN)
         host, port = await resolve(self._family, socket.SOCK_STREAM, address)
         self._peer = (host, port)
-        source = self._bound[0] if self._bound else ("::1" if ":" in host else "127.0.0.1")
+        source = self._source_for(host)
         if self._links.is_cut(source, host):
             await trio.sleep_forever()
-        self._endpoint = await self._network.fabric.connect(f"tcp {host} {port}", host, port)
+        latency = self._links.latency(source, host, self._network.latency)
+        self._endpoint = await self._network.fabric.connect(
+            f"tcp {host} {port}", host, port, latency=latency
+        )
+        self._links.watch(source, host, self._endpoint.connection)
+
+    def _source_for(self, destination: str) -> str:
+        """The address this connection comes from: bound, its host's, or loopback."""
+        if self._bound is not None and self._bound[0] not in ("", "0.0.0.0", "::"):
+            return self._bound[0]
+        if self._machine is not None:
+            return self._machine.address_for(destination)
+        return "::1" if ":" in destination else "127.0.0.1"
 
     # ---- data ----------------------------------------------------------------
 
@@ -198,6 +212,16 @@ class SimulatedSocket(SimulatedSocketBase):
         if self._listener is not None:
             self._listener.close()
 
+    def crash(self) -> None:
+        """Its host crashed: the listener vanishes, the connection is reset."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._endpoint is not None:
+            self._endpoint.reset()
+        if self._listener is not None:
+            self._listener.close()
+
     def _connected(self) -> Endpoint:
         self._check_open()
         if self._endpoint is None:
@@ -222,6 +246,11 @@ class Installed:
     hosts: Hosts
     links: Links
     datagrams: DatagramNetwork
+    machines: Machines
+
+    def machine(self, name: str) -> Machine:
+        """Host *name*'s machine: run code on it, crash it, restart it."""
+        return self.machines.on(name)
 
 
 class SimulatedSocketFactory(trio.abc.SocketFactory):
@@ -256,7 +285,10 @@ def install(
     """Make *network* the one Trio's socket API uses for the rest of this run.
 
     Names resolve from *hosts* (a new empty table if None); UDP shares the
-    network's seed, latency and clock, with *datagram_faults*. Must be
+    network's seed, latency and clock, with *datagram_faults*. Ready tasks
+    run in an order drawn from the network's seed (see :mod:`.scheduling`),
+    so connections opened at the same instant are numbered, addressed and
+    faulted the same way on every run. Must be
     called inside ``trio.run`` on a virtual clock (a ConfigError says so
     otherwise): the hooks are per run, so nothing outlives it.
     """
@@ -275,6 +307,7 @@ def install(
         links=links,
         faults=datagram_faults,
     )
+    seed_scheduling(network.seed)
     trio.socket.set_custom_socket_factory(SimulatedSocketFactory(network, datagrams))
     trio.socket.set_custom_hostname_resolver(SimulatedResolver(table))
-    return Installed(network, table, links, datagrams)
+    return Installed(network, table, links, datagrams, Machines(table, links))

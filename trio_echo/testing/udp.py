@@ -111,8 +111,9 @@ class DatagramNetwork:
         if target is None:
             return
         now = trio.current_time()
+        latency = self.links.latency(source[0], destination[0], self.latency)
         for extra in self.faults.fate(self.seed, flow, index):
-            if target.queue_datagram(now + self.latency + extra, data, source, from_any=from_any):
+            if target.queue_datagram(now + latency + extra, data, source, from_any=from_any):
                 self.delivered += 1
 
 
