@@ -103,3 +103,9 @@ def test_the_self_check_passes_a_seeded_random() -> None:
         await sends(repr(random.Random(installed.network.seed).random()).encode(), installed)
 
     check_determinism(draws_seeded, seed=5, runs=3)
+
+
+@pytest.mark.slow
+def test_five_simultaneous_clients_give_one_digest_in_a_thousand_runs() -> None:
+    digest = check_determinism(five_clients_at_once, seed=7, runs=1000, faults=FAULTS)
+    assert len(digest) == 64
