@@ -8,6 +8,7 @@ that names the field.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, overload
 
@@ -15,6 +16,7 @@ import attrs
 
 from .address import Address
 from .errors import ConfigError
+from .escape import escape_text
 from .faults.spec import FaultSpec
 from .proxy_gate import LOOPBACK, parse_networks
 from .transport.reflection import ReflectionPolicy
@@ -49,7 +51,17 @@ GREETING_MESSAGE = "Hello from client"
 """The line the note's greeting client sends (the codec adds the newline)."""
 
 
-_protocol = check(lambda v: isinstance(v, WireProtocol), "reply, greeting or echo")
+_protocol = check(lambda v: isinstance(v, WireProtocol), "reply, greeting, echo or whoami")
+
+MAX_NAME = 255
+"""The longest server ``--name``, in characters (a DNS name's limit)."""
+
+
+def _name(_instance: Any, _attribute: attrs.Attribute[Any], value: Any) -> None:
+    valid = isinstance(value, str) and 0 < len(value) <= MAX_NAME and value.isprintable()
+    if not valid:
+        shown = escape_text(value) if isinstance(value, str) else repr(value)
+        raise ConfigError(f"server name must be 1 to {MAX_NAME} printable characters, not {shown}")
 
 
 def _proxy_timeout(_instance: Any, _attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -150,6 +162,8 @@ class ServerConfig:
     """Seconds a ``?proxy=`` listener waits for a connection's whole PROXY header."""
     proxy_trusted: tuple[str, ...] = attrs.field(default=LOOPBACK, validator=_proxy_trusted)
     """Addresses or CIDR networks a ``?proxy=`` listener accepts a PROXY header from."""
+    name: str = attrs.field(factory=socket.gethostname, validator=_name)
+    """What a ``whoami`` answer calls this server (the host name unless given)."""
 
     @listen.validator
     def _check_listen(self, _attribute: attrs.Attribute[Any], value: tuple[Any, ...]) -> None:

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import ssl
 from collections.abc import Callable
 
 import attrs
 
-from .codec import ServerCodec, server_codec
+from .address import Address
+from .codec import Identity, Opening, ServerCodec, server_codec
 from .config import ServerConfig, WireProtocol
 from .faults.spec import FaultSpec
 from .proxy_gate import ProxyGate, parse_networks
@@ -47,6 +49,16 @@ class ListenerPlan:
     proxy: ProxyGate | None = None
     """Set for a ``?proxy=`` listener: every connection must open with a PROXY header."""
 
+    def opening(self, peer: Address, via: Address | None) -> Opening:
+        """What a server-speaks-first codec is told of a connection from *peer*.
+
+        *via* is the proxy that sent a PROXY header for *peer*, if any: then
+        the server saw *via*, and *peer* is the original client.
+        """
+        if via is None:
+            return Opening(str(self.spec), str(peer))
+        return Opening(str(self.spec), str(via), str(peer))
+
     def bound_as(self, spec: ListenSpec) -> ListenerPlan:
         """This plan for one socket its spec was bound to (the real address and port)."""
         return attrs.evolve(self, spec=attrs.evolve(spec, protocol=self.spec.protocol))
@@ -62,10 +74,11 @@ def plan_listeners(
         handshake = config.tls.handshake_timeout
     line = math.inf if config.line_timeout is None else config.line_timeout
     plans = []
+    identity = Identity(config.name, os.getpid())
     for spec in config.listeners():
         assert spec.protocol is not None  # listeners() decides every protocol
         factory = codec_factory or functools.partial(
-            server_codec, spec.protocol, max_line=config.max_line
+            server_codec, spec.protocol, max_line=config.max_line, identity=identity
         )
         limit = line if spec.protocol is WireProtocol.GREETING else math.inf
         faults = spec.fault if spec.fault is not None else config.faults

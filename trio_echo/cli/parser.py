@@ -237,6 +237,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="CIDR,...",
         help="accept PROXY headers only from these (default: 127.0.0.0/8,::1/128; unix: always)",
     )
+    serve.add_argument(
+        "--name",
+        default=None,
+        metavar="NAME",
+        help="what whoami answers call this server (default: the host name)",
+    )
     serve.set_defaults(command=serve_command)
 
     client = commands.add_parser("client", help="run a client", description="Run a client.")

@@ -16,6 +16,7 @@ import contextlib
 import enum
 import logging
 import signal
+import socket
 import sys
 import threading
 import time
@@ -73,6 +74,7 @@ def serve_command(args: argparse.Namespace) -> int:
         stats_every=args.stats_every,
         proxy_timeout=args.proxy_timeout,
         proxy_trusted=args.proxy_trusted,
+        name=socket.gethostname() if args.name is None else args.name,
     )
     output = Output(json=args.log_format == "json")
     output.configure_logging(args.log_level)

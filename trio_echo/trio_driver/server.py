@@ -251,6 +251,11 @@ class TrioServer:
                 seat = occupant.seat = _seat_for(stream)
                 outgoing = b""
                 step: Phase | Ending = Phase.READING
+                if conversation.speaks_first:
+                    outgoing = conversation.open(plan.opening(peer, via))
+                    step = next_phase(
+                        bool(outgoing), conversation.finished, conversation.peer_closed
+                    )
                 while step is Phase.READING or step is Phase.SENDING:
                     if step is Phase.READING:
                         if seat is not None:
