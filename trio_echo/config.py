@@ -51,6 +51,10 @@ GREETING_MESSAGE = "Hello from client"
 """The line the note's greeting client sends (the codec adds the newline)."""
 
 
+WHOAMI_MESSAGE = "whoami"
+"""What a whoami client sends (the server answers before reading and discards it)."""
+
+
 _protocol = check(lambda v: isinstance(v, WireProtocol), "reply, greeting, echo or whoami")
 
 MAX_NAME = 255
@@ -266,6 +270,8 @@ class ClientConfig:
         if self.protocol is WireProtocol.GREETING:
             template = GREETING_MESSAGE if self.message is None else self.message
             return Messages(template, 1)
+        if self.protocol is WireProtocol.WHOAMI:
+            return Messages(WHOAMI_MESSAGE if self.message is None else self.message, 1)
         template = NOTE_MESSAGE if self.message is None else self.message
         return Messages(template, self.count)
 

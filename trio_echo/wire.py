@@ -16,3 +16,10 @@ class WireProtocol(enum.Enum):
     """RFC 862: every byte back unchanged until the peer closes."""
     WHOAMI = "whoami"
     """As the connection opens, one JSON line saying who the server is and whom it sees; close."""
+
+
+CONVERSATIONAL = (WireProtocol.REPLY, WireProtocol.GREETING, WireProtocol.ECHO)
+"""The protocols whose client speaks first and whose server answers what it sent.
+
+``whoami`` is not one: its server speaks first and answers the same whatever it is sent.
+"""

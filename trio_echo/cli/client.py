@@ -28,6 +28,7 @@ from ..session import Report, SessionResult, describe_datagram_report, silent
 from ..transport.spec import ListenSpec, parse_target
 from ..transport.tls import TlsClientSettings
 from ..trio_driver import run_client as run_trio_client
+from ..whoami_tally import WhoamiTally
 from .common import EXIT_FAILED, EXIT_OK, build_config, fail_line, show, usage_error
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -40,9 +41,9 @@ def client_command(args: argparse.Namespace) -> int:
     target = _target(args)
     protocol = target.protocol if target.protocol is not None else args.protocol
     target = attrs.evolve(target, protocol=protocol)
-    if protocol is WireProtocol.GREETING and args.count not in (None, 1):
+    if protocol in (WireProtocol.GREETING, WireProtocol.WHOAMI) and args.count not in (None, 1):
         usage_error(
-            f"--count must be 1 with --protocol greeting, not {args.count}: the server "
+            f"--count must be 1 with --protocol {protocol.value}, not {args.count}: the server "
             "answers one line and closes (--connections N holds N sessions)"
         )
     tls = build_config(
@@ -197,6 +198,8 @@ def _report_results(
         for group in tally.failures():
             print(fail_line(describe_failures(group)), file=sys.stderr)
         show(tally.summary(config.connections, seconds))
+        if config.protocol is WireProtocol.WHOAMI:
+            _show_whoami(results)
     else:
         datagrams = results[0].datagrams
         if datagrams is not None:
@@ -205,6 +208,14 @@ def _report_results(
             error = failures[0].error
             print(fail_line(f"{error}{_hint(getattr(error, 'errno', None))}"), file=sys.stderr)
     return EXIT_FAILED if failures else EXIT_OK
+
+
+def _show_whoami(results: Sequence[SessionResult]) -> None:
+    """The servers that answered a whoami run, and whom they saw, with counts."""
+    whoami = WhoamiTally()
+    whoami.add_results(results)
+    for line in whoami.lines():
+        show(line)
 
 
 def describe_failures(group: FailureGroup) -> str:
