@@ -322,3 +322,44 @@ def test_one_server_answering_many_connections_from_the_command_line() -> None:
 
 def test_whoami_server_class_is_what_the_factory_gives() -> None:
     assert isinstance(server_codec(WireProtocol.WHOAMI), WhoamiServer)
+
+
+# --- UDP: one answer per datagram ---------------------------------------------------------
+
+
+async def test_every_datagram_gets_one_whoami_datagram(server_driver: str) -> None:
+    spec = parse_listen_spec(f"udp://{HOST}:0?protocol=whoami")
+    config = server_config(listen=[spec], name="delta")
+    with trio.fail_after(TIMEOUT):
+        async with serve(server_driver, config) as server:
+            sock = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
+            with sock:
+                await sock.connect((server.address.host, server.address.port))
+                answers = []
+                for datagram in (b"", b"x" * 2000, b"\x1b[31m"):
+                    await sock.send(datagram)
+                    answers.append(await sock.recv(65536))
+                (me, port) = sock.getsockname()
+    for data in answers:
+        assert data.endswith(b"\n")
+        answer = parse_answer(data)
+        assert answer.server == "delta" and answer.pid == os.getpid()
+        assert answer.listener == f"udp://{server.address}?protocol=whoami"
+        assert answer.client == f"{me}:{port}" and answer.original is None
+
+
+def test_the_whoami_client_is_for_stream_targets_and_one_count() -> None:
+    with pytest.raises(ConfigError, match="not for udp"):
+        ClientConfig.for_target(
+            parse_target("udp://127.0.0.1:9", default_port=3100), protocol=WireProtocol.WHOAMI
+        )
+    completed = subprocess.run(
+        [*CLI, "client", "--protocol", "whoami", "--count", "3"],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+    assert completed.returncode == 2
+    (line,) = completed.stderr.splitlines()
+    assert "--count must be 1 with --protocol whoami" in line

@@ -232,6 +232,13 @@ class ClientConfig:
         if self.transport is Transport.UNIX and not value:
             raise ConfigError("a unix client needs the server's socket path")
 
+    @transport.validator
+    def _check_whoami_stream(self, _attribute: attrs.Attribute[Any], value: Transport) -> None:
+        if self.protocol is WireProtocol.WHOAMI and not value.is_stream:
+            raise ConfigError(
+                "the whoami client reads one answer per connection: not for udp:// targets"
+            )
+
     @classmethod
     def for_target(cls, target: ListenSpec, **fields: Any) -> ClientConfig:
         """A client of the server *target* names (a spec from ``parse_target``)."""

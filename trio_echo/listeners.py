@@ -21,6 +21,7 @@ import attrs
 
 from .address import Address
 from .codec import Identity, Opening, ServerCodec, server_codec
+from .codec.whoami import NAMELESS
 from .config import ServerConfig, WireProtocol
 from .faults.spec import FaultSpec
 from .proxy_gate import ProxyGate, parse_networks
@@ -48,6 +49,8 @@ class ListenerPlan:
     """The faults its connections may get: the spec's ``?fault=``, else the server's."""
     proxy: ProxyGate | None = None
     """Set for a ``?proxy=`` listener: every connection must open with a PROXY header."""
+    identity: Identity = NAMELESS
+    """Who the server is, for ``whoami`` answers (its codecs hold it too)."""
 
     def opening(self, peer: Address, via: Address | None) -> Opening:
         """What a server-speaks-first codec is told of a connection from *peer*.
@@ -86,6 +89,7 @@ def plan_listeners(
             plan = ListenerPlan(spec, factory, context, handshake, limit, faults or None)
         else:
             plan = ListenerPlan(spec, factory, reading_limit=limit, faults=faults or None)
+        plan = attrs.evolve(plan, identity=identity)
         if spec.proxy is not None:
             trusted = parse_networks(config.proxy_trusted)
             plan = attrs.evolve(plan, proxy=ProxyGate(spec.proxy, trusted, config.proxy_timeout))

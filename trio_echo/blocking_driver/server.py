@@ -138,6 +138,7 @@ class BlockingServer:
             faults=bound.faults,
             seed=self.config.seed,
             sleep=self.runtime.sleep,
+            identity=bound.identity,
         )
         self._datagram_services.append(service)
         return bound, address, service.run

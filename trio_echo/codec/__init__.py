@@ -24,7 +24,7 @@ from .echo import EchoClient, EchoServer
 from .events import ClientEvent, Close, Discarded, Received, ReplyReceived, Send, ServerEvent
 from .greeting import SERVER_GREETING, GreetingClient, GreetingServer
 from .reply import MAX_PIECE, ReplyClient, ReplyMatcher, ReplyServer, reply_for
-from .whoami import Identity, WhoamiClient, WhoamiServer
+from .whoami import NAMELESS, Identity, WhoamiClient, WhoamiServer
 
 __all__ = [
     "MAX_PIECE",
@@ -71,7 +71,7 @@ def server_codec(
     ``whoami`` reports *identity* (a nameless one, pid 0, when none is given).
     """
     if protocol is WireProtocol.WHOAMI:
-        return WhoamiServer(identity if identity is not None else Identity("", 0))
+        return WhoamiServer(identity if identity is not None else NAMELESS)
     if protocol is WireProtocol.GREETING:
         return GreetingServer(max_line)
     if protocol is WireProtocol.ECHO:

@@ -44,6 +44,10 @@ class Identity:
     pid: int
 
 
+NAMELESS = Identity("", 0)
+"""The identity of a server that was given none (a codec or listener made on its own)."""
+
+
 @attrs.frozen
 class Answer:
     """One whoami answer, as a client reads it."""

@@ -136,6 +136,7 @@ class TrioServer:
             receive_size=self.config.receive_size,
             faults=opened.plan.faults,
             seed=self.config.seed,
+            identity=opened.plan.identity,
         )
 
     @property
