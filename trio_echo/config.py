@@ -61,6 +61,11 @@ MAX_NAME = 255
 """The longest server ``--name``, in characters (a DNS name's limit)."""
 
 
+def host_name() -> str:
+    """This host's name, as a server calls itself by default: escaped and bounded to be valid."""
+    return escape_text(socket.gethostname())[:MAX_NAME] or "localhost"
+
+
 def _name(_instance: Any, _attribute: attrs.Attribute[Any], value: Any) -> None:
     valid = isinstance(value, str) and 0 < len(value) <= MAX_NAME and value.isprintable()
     if not valid:
@@ -166,7 +171,7 @@ class ServerConfig:
     """Seconds a ``?proxy=`` listener waits for a connection's whole PROXY header."""
     proxy_trusted: tuple[str, ...] = attrs.field(default=LOOPBACK, validator=_proxy_trusted)
     """Addresses or CIDR networks a ``?proxy=`` listener accepts a PROXY header from."""
-    name: str = attrs.field(factory=socket.gethostname, validator=_name)
+    name: str = attrs.field(factory=host_name, validator=_name)
     """What a ``whoami`` answer calls this server (the host name unless given)."""
 
     @listen.validator
