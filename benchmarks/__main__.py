@@ -76,6 +76,13 @@ def main(argv: list[str] | None = None) -> int:
 
     commands.add_parser("build", help="compile the load generator and the C server")
 
+    cli = commands.add_parser(
+        "client", help="trio-echo client's requests/s against the C generator's (W2, W4)"
+    )
+    cli.add_argument("--server", default="c-epoll", help=f"one of: {', '.join(BY_KEY)}")
+    cli.add_argument("--duration", type=float, default=5.0, help="seconds per measurement")
+    cli.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output directory")
+
     args = parser.parse_args(argv)
     suite.stop_on_sigterm()
     try:
@@ -116,6 +123,10 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"wrote {path}")
                 return 0
             return publish(results, args.json)
+        if args.command == "client":
+            from . import client_figure
+
+            return client_figure.run(args.server, args.duration, args.out)
         if args.command == "profile":
             from . import profiling
 

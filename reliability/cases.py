@@ -15,6 +15,7 @@ import signal
 import trio
 
 from .case import Case, Measurement
+from .client_cases import CLIENT_CASES
 from .clients import MIB, close_all, connect, exchange, flood, read_to_eof, reset
 from .cycle_cases import CYCLE_CASES
 from .fault_cases import FAULT_CASES
@@ -25,6 +26,7 @@ from .release_cases import RELEASE_CASES
 from .resource_cases import RESOURCE_CASES
 from .tls_cases import TLS_CASES
 from .udp_cases import UDP_CASES
+from .worker_cases import WORKER_CASES
 
 __all__ = ["CASES", "Case", "Measurement"]
 
@@ -403,5 +405,7 @@ CASES = (
     *PROXY_CASES,
     *CYCLE_CASES,
     *FAULT_CASES,
+    *CLIENT_CASES,
+    *WORKER_CASES,
 )
 """Every case, in the order of the table."""

@@ -3,8 +3,9 @@
 Both lower a limit on the server process alone (``RLIMIT_AS``, set between
 fork and exec), so the server's code runs as shipped: a blocking server whose
 thread stacks no longer fit must hold the connection it cannot start a
-thread for and serve it once threads are freed; a Trio server whose memory
-runs out must end the connections that met it and nothing else.
+thread for and serve it once threads are freed; a server whose memory runs
+short must hold newcomers, keep serving the connections it has, and take
+new ones once memory frees, with a few log lines and no traceback.
 """
 
 from __future__ import annotations
@@ -131,12 +132,15 @@ async def _answered(
 # --- Out of memory -----------------------------------------------------------------------------
 
 MEMORY = 48_000 * 1024
-"""The Trio server's address space: the interpreter fits, about 4,000 connections do not."""
+"""The Trio server's address space: the interpreter fits, a few thousand connections do not."""
+BLOCKING_MEMORY = 3000 * MIB
+"""The blocking server's: its threads' stacks (8 MiB each) and arenas run out first."""
 MEMORY_NOFILE = 16_384
 MOST_CROWD = 10_000
 BATCH = 100
 HEALTHY = 20
-MEMORY_ERROR = re.compile(rb"MemoryError")
+SHORTAGE = re.compile(rb"MemoryError|out of memory|can't start new thread")
+"""A log line reporting the shortage: memory, or (blocking) the memory for a thread."""
 FATAL = re.compile(rb"Fatal Python error|TrioInternalError|lost sys\.stderr")
 
 
@@ -145,7 +149,7 @@ async def out_of_memory(driver: str) -> Measurement:
     healthy: list[trio.SocketStream] = []
     crowd: list[trio.SocketStream] = []
     limits = {
-        resource.RLIMIT_AS: MEMORY,
+        resource.RLIMIT_AS: BLOCKING_MEMORY if driver == "blocking" else MEMORY,
         resource.RLIMIT_NOFILE: min(MEMORY_NOFILE, resource.getrlimit(resource.RLIMIT_NOFILE)[1]),
     }
     flags = [*ECHO_QUIET, "--max-connections", str(MOST_CROWD + HEALTHY + 10)]
@@ -163,11 +167,11 @@ async def out_of_memory(driver: str) -> Measurement:
             await close_all(healthy)
         code = await server.terminate()
         summary = any(SUMMARY_LINE.search(line) for line in server.lines)
-        memory_lines = server.count(MEMORY_ERROR)
+        memory_lines = server.count(SHORTAGE)
         tracebacks, fatal, lines = server.count(TRACEBACK), server.count(FATAL), len(server.lines)
     return Measurement(
         f"{len(crowd)} connections opened, {failed} of them not served; "
-        f"{memory_lines} log lines name MemoryError; healthy clients served during: "
+        f"{memory_lines} log lines report the shortage; healthy clients served during: "
         f"{during}/{HEALTHY}; a fresh client served after the crowd left: "
         f"{'yes' if after else 'no'}; exit "
         f"{'during the run: ' + str(alive) if alive is not None else 'on SIGTERM: ' + str(code)}, "
@@ -185,11 +189,11 @@ async def out_of_memory(driver: str) -> Measurement:
     )
 
 
-async def _echoed(clients: list[trio.SocketStream], message: bytes) -> int:
-    """How many of *clients* get *message* back, each within a second."""
+async def _echoed(clients: list[trio.SocketStream], message: bytes, bound: float = 1.0) -> int:
+    """How many of *clients* get *message* back, each within *bound* seconds."""
     served = 0
     for client in clients:
-        with trio.move_on_after(1):
+        with trio.move_on_after(bound):
             with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
                 served += await exchange(client, message) == message
     return served
@@ -219,13 +223,14 @@ async def _crowd_until_failure(server: ServerProcess, crowd: list[trio.SocketStr
 
 
 async def _fresh_client_served(port: int) -> bool:
-    with trio.move_on_after(2):
+    """Whether a new client is served within :data:`SERVED_BOUND` (the crowd's threads exit)."""
+    with trio.move_on_after(SERVED_BOUND):
         try:
             client = await connect(port)
         except OSError:
             return False
         async with client:
-            return await _echoed([client], b"fresh") == 1
+            return await _echoed([client], b"fresh", SERVED_BOUND) == 1
     return False
 
 
@@ -243,14 +248,16 @@ RESOURCE_CASES = (
     ),
     Case(
         "out of memory",
-        f"echo, RLIMIT_AS {MEMORY // 1024:,} KiB (the server alone), "
+        f"echo, RLIMIT_AS {MEMORY // 1024:,} KiB (trio) or {BLOCKING_MEMORY // MIB:,} MiB "
+        "(blocking: thread stacks) on the server alone, "
         f"--max-connections {MOST_CROWD + HEALTHY + 10}",
         f"{HEALTHY} healthy clients connect; then batches of {BATCH} more until one is not "
         "served (memory ran out); the healthy ones exchange again; the crowd leaves; SIGTERM",
-        "MemoryError met and logged; every healthy client served meanwhile, a fresh one after; "
+        "the shortage met and logged; every healthy client served meanwhile, a fresh one within "
+        f"{SERVED_BOUND:g} s after; "
         "alive until SIGTERM, then exit 0 with the summary; no traceback or fatal error, at most "
         "one output line per failed connection (+10)",
         out_of_memory,
-        drivers=("trio",),
+        drivers=("trio", "blocking"),
     ),
 )

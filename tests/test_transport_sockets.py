@@ -13,13 +13,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 from loopback import can_bind, has_ipv6_loopback
 
 from trio_echo.errors import AddressInUse, ConfigError, NetworkError
 from trio_echo.transport import sockets
 from trio_echo.transport.sockets import UnixSocketFile, bind, bound_address, bound_spec
-from trio_echo.transport.spec import ListenSpec, parse_listen_spec
+from trio_echo.transport.spec import ListenSpec, Transport, parse_listen_spec
 
 TIMEOUT = 5.0
 """Bound on every blocking socket call in these tests."""
@@ -173,11 +174,13 @@ def test_a_port_taken_on_a_later_address_is_retried_with_another(
     opened: list[socket.socket] = []
     refused: list[Any] = []
 
-    def open_bound(family: int, kind: int, proto: int, sockaddr: Any) -> socket.socket:
+    def open_bound(
+        family: int, kind: int, proto: int, sockaddr: Any, reuse_port: bool = False
+    ) -> socket.socket:
         if sockaddr[1] != 0 and not refused:  # the second address, on the first try
             refused.append(sockaddr)
             raise OSError(errno.EADDRINUSE, os.strerror(errno.EADDRINUSE))
-        sock = real(family, kind, proto, sockaddr)
+        sock = real(family, kind, proto, sockaddr, reuse_port)
         opened.append(sock)
         return sock
 
@@ -194,10 +197,12 @@ def test_a_port_never_free_on_every_address_is_address_in_use(
     real = sockets._open_bound
     opened: list[socket.socket] = []
 
-    def open_bound(family: int, kind: int, proto: int, sockaddr: Any) -> socket.socket:
+    def open_bound(
+        family: int, kind: int, proto: int, sockaddr: Any, reuse_port: bool = False
+    ) -> socket.socket:
         if sockaddr[1] != 0:  # every later address finds the first one's port taken
             raise OSError(errno.EADDRINUSE, os.strerror(errno.EADDRINUSE))
-        sock = real(family, kind, proto, sockaddr)
+        sock = real(family, kind, proto, sockaddr, reuse_port)
         opened.append(sock)
         return sock
 
@@ -214,10 +219,12 @@ def test_a_failure_after_the_first_address_closes_what_was_opened(
     real = sockets._open_bound
     opened: list[socket.socket] = []
 
-    def open_bound(family: int, kind: int, proto: int, sockaddr: Any) -> socket.socket:
+    def open_bound(
+        family: int, kind: int, proto: int, sockaddr: Any, reuse_port: bool = False
+    ) -> socket.socket:
         if opened:
             raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
-        opened.append(real(family, kind, proto, sockaddr))
+        opened.append(real(family, kind, proto, sockaddr, reuse_port))
         return opened[-1]
 
     monkeypatch.setattr(sockets, "_open_bound", open_bound)
@@ -409,3 +416,38 @@ def test_an_abstract_socket_has_no_file(bound: list[socket.socket]) -> None:
     assert_accepts_on(listener, socket.AF_UNIX, "\0" + name[1:])
     with pytest.raises(AddressInUse):
         listen(f"unix:{name}", bound)
+
+
+@pytest.mark.skipif(not sockets.REUSE_PORT_SPREADS, reason="SO_REUSEPORT spreads load on Linux")
+def test_reuse_port_lets_two_sockets_share_a_port_and_is_off_by_default() -> None:
+    first = sockets.bind(ListenSpec(transport=Transport.TCP, host="127.0.0.1", port=0), backlog=1)
+    try:
+        port = first[0].getsockname()[1]
+        spec = ListenSpec(transport=Transport.TCP, host="127.0.0.1", port=port)
+        with pytest.raises(AddressInUse):
+            sockets.bind(spec, backlog=1, reuse_port=True)  # the first did not set it
+    finally:
+        for sock in first:
+            sock.close()
+    spec = ListenSpec(transport=Transport.UDP, host="127.0.0.1", port=0)
+    (one,) = sockets.bind(spec, backlog=1, reuse_port=True)
+    try:
+        same = attrs.evolve(spec, port=one.getsockname()[1])
+        (two,) = sockets.bind(same, backlog=1, reuse_port=True)
+        two.close()
+    finally:
+        one.close()
+
+
+def test_an_inherited_socket_is_adopted_once_instead_of_bound() -> None:
+    spec = ListenSpec(transport=Transport.TCP, host="127.0.0.1", port=0)
+    (sock,) = sockets.bind(spec, backlog=1)
+    shared = attrs.evolve(spec, port=sock.getsockname()[1])
+    sockets.share_listeners(reuse_port=False, inherited={sockets.bind_key(shared): [sock]})
+    try:
+        assert sockets.bind(shared, backlog=1) == [sock]
+        with pytest.raises(AddressInUse):
+            sockets.bind(shared, backlog=1)  # adopted once: a second bind is a real one
+    finally:
+        sockets.share_listeners(reuse_port=False)
+        sock.close()

@@ -8,6 +8,11 @@ signal can say what it did), and the failures grouped by kind, each group
 with one example, so ten thousand sessions refused say so in one line.
 Its memory depends on the number of sessions running at once, never on
 how many messages they send.
+
+It also holds the run's latencies, in one fixed-size
+:class:`~trio_echo.latency.LatencyHistogram` that every session records
+into, and counts the failed sessions by class (refused, timed out, reset,
+wrong reply, TLS, other), the words a load test's report uses.
 """
 
 from __future__ import annotations
@@ -17,8 +22,36 @@ from typing import Protocol
 
 import attrs
 
-from .errors import TrioEchoError
+from .errors import (
+    ConnectionLost,
+    ConnectionRefused,
+    RemoteProtocolError,
+    Timeout,
+    TlsError,
+    TrioEchoError,
+)
+from .latency import LatencyHistogram
 from .session import SessionResult, describe_run
+
+ERROR_CLASSES = ("refused", "timed out", "reset", "wrong reply", "TLS", "other")
+"""The classes a failed session is counted in, in the order reports list them."""
+
+_CLASS_OF: tuple[tuple[type[TrioEchoError], str], ...] = (
+    (ConnectionRefused, "refused"),
+    (Timeout, "timed out"),
+    (TlsError, "TLS"),
+    (ConnectionLost, "reset"),
+    (RemoteProtocolError, "wrong reply"),
+)
+"""Error types and their classes, the first that matches wins."""
+
+
+def error_class(error: TrioEchoError) -> str:
+    """The class of *error*: one of :data:`ERROR_CLASSES`."""
+    for kind, name in _CLASS_OF:
+        if isinstance(error, kind):
+            return name
+    return "other"
 
 
 class _Counting(Protocol):
@@ -54,6 +87,25 @@ class ClientTally:
         """Sessions that ended without an error."""
         self._round_trips = 0
         self._failures: dict[tuple[str, int | None], FailureGroup] = {}
+        self._classes = dict.fromkeys(ERROR_CLASSES, 0)
+        self._latencies = LatencyHistogram()
+
+    def record_latency(self, seconds: float) -> None:
+        """One round trip took *seconds* (from its intended send time when paced)."""
+        with self._lock:
+            self._latencies.record(seconds)
+
+    def latencies(self) -> LatencyHistogram:
+        """A copy of the run's latencies so far."""
+        copy = LatencyHistogram()
+        with self._lock:
+            copy.merge(self._latencies)
+        return copy
+
+    def error_classes(self) -> dict[str, int]:
+        """Failed sessions by class, every class present (0 when none failed so)."""
+        with self._lock:
+            return dict(self._classes)
 
     def started(self, index: int, session: _Counting) -> None:
         """Session *index* is running: its round trips count from now on."""
@@ -88,6 +140,7 @@ class ClientTally:
         return describe_run(self.ok, sessions, self.round_trips, seconds)
 
     def _add_failure(self, error: TrioEchoError) -> None:
+        self._classes[error_class(error)] += 1
         errno = getattr(error, "errno", None)
         key = (type(error).__name__, errno)
         message = str(error)

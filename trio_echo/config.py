@@ -9,6 +9,7 @@ that names the field.
 from __future__ import annotations
 
 import socket
+import sys
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, overload
 
@@ -228,6 +229,30 @@ class ClientConfig:
     """Trust and identity for a ``tls`` server; None: the system's trust, SNI from the host."""
     retries: int = attrs.field(default=2, validator=non_negative_int)
     """UDP: how often a message whose answer did not come within the timeout is sent again."""
+    duration: float | None = attrs.field(default=None, validator=positive_seconds)
+    """Seconds each session sends for, ``count`` then unused; None: ``count`` messages."""
+    rate: float | None = attrs.field(
+        default=None,
+        validator=check(
+            lambda v: v is None or (isinstance(v, int | float) and 0 < v <= 1e9 and v == v),
+            "a positive number of round trips per second, at most 1e9",
+        ),
+    )
+    """Round trips per second over all sessions, paced; None: each as fast as replies come."""
+
+    @duration.validator
+    def _check_duration(self, _attribute: attrs.Attribute[Any], value: float | None) -> None:
+        if value is None:
+            return
+        if self.protocol is WireProtocol.GREETING:
+            raise ConfigError("--duration needs the reply or echo protocol: a greeting is one line")
+        if self.transport is Transport.UDP:
+            raise ConfigError("--duration is for stream transports (tcp, tls, unix), not udp")
+
+    @rate.validator
+    def _check_rate(self, _attribute: attrs.Attribute[Any], value: float | None) -> None:
+        if value is not None and self.transport is Transport.UDP:
+            raise ConfigError("--rate is for stream transports (tcp, tls, unix), not udp")
 
     proxy_protocol: int | None = attrs.field(default=None, validator=_proxy_protocol)
     """Send a PROXY header of this version (1 or 2) first, naming this client's addresses."""
@@ -285,7 +310,7 @@ class ClientConfig:
         if self.protocol is WireProtocol.WHOAMI:
             return Messages(WHOAMI_MESSAGE if self.message is None else self.message, 1)
         template = NOTE_MESSAGE if self.message is None else self.message
-        return Messages(template, self.count)
+        return Messages(template, self.count if self.duration is None else sys.maxsize)
 
 
 class Messages(Sequence[bytes]):

@@ -79,6 +79,8 @@ class ClientSession:
         self._messages = config.messages()
         self._sent = 0
         self._report = report
+        self._reporting = report is not silent
+        """False for a silent report: the lines are then not even made (the hot path)."""
         self._current = b""
         self._keep = keep_exchanges or config.protocol is WireProtocol.WHOAMI
         # A whoami session's one answer is what a run of many summarises: always kept.
@@ -101,7 +103,8 @@ class ClientSession:
         self._current = self._messages[self._sent]
         self._sent += 1
         wire = self._codec.send(self._current)
-        self._report(f"sent: {escape(self._current)}")
+        if self._reporting:
+            self._report(f"sent: {escape(self._current)}")
         return wire
 
     def receive(self, data: bytes) -> bool:
@@ -112,7 +115,8 @@ class ClientSession:
                 self.round_trips += 1
                 if self._keep:
                     self.exchanges.append(Exchange(self._current, event.data))
-                self._report(f"received: {show_reply(self._config.protocol, event.data)}")
+                if self._reporting:
+                    self._report(f"received: {show_reply(self._config.protocol, event.data)}")
                 return True
         return False
 

@@ -8,6 +8,7 @@ from ..client_tally import ClientTally
 from ..config import ClientConfig
 from ..errors import TrioEchoError
 from ..os_errors import from_os_error
+from ..pacing import Pacer
 from ..session import ClientSession, Report, SessionResult, silent
 from ..transport.proxy_client import header_for_stream
 from ..transport.spec import Transport
@@ -41,7 +42,8 @@ def run_session(
     started = runtime.monotonic()
     error: TrioEchoError | None = None
     try:
-        _converse(config, runtime, session)
+        pacer = Pacer.for_session(config, index, started)
+        _converse(config, runtime, session, pacer, tally)
     except TrioEchoError as exc:
         error = exc
     result = session.result(index, error, runtime.monotonic() - started)
@@ -75,7 +77,14 @@ def run_client(
     return [result for result in results if result is not None]
 
 
-def _converse(config: ClientConfig, runtime: Runtime, session: ClientSession) -> None:
+def _converse(
+    config: ClientConfig,
+    runtime: Runtime,
+    session: ClientSession,
+    pacer: Pacer,
+    tally: ClientTally | None,
+) -> None:
+    """Connect, then send each message when *pacer* says, timing its round trip into *tally*."""
     where = session.where
     limit = math.inf if config.timeout is None else config.timeout
     try:
@@ -84,11 +93,18 @@ def _converse(config: ClientConfig, runtime: Runtime, session: ClientSession) ->
         raise session.connect_timeout_error(limit) from None
     except OSError as exc:  # a TLS handshake that failed
         raise from_os_error(exc, f"connect to {where}") from None
+    clock = runtime.monotonic
     try:
-        while (outgoing := session.next_outgoing()) is not None:
+        while (intended := pacer.next_send(clock())) is not None:
+            if (outgoing := session.next_outgoing()) is None:
+                break
+            if (wait := intended - clock()) > 0:
+                runtime.sleep(wait)
             stream.sendall(outgoing, config.timeout)
             while not session.receive(stream.recv(config.receive_size, config.timeout)):
                 pass
+            if tally is not None:
+                tally.record_latency(clock() - intended)
     except TimeoutError:
         raise session.timeout_error(limit) from None
     except OSError as exc:

@@ -41,14 +41,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if _only(group, (OutputClosed, BrokenPipeError)):
             silence_stdout()
             return EXIT_OUTPUT_CLOSED
-        error = _sole_error(group)
+        error = sole_error(group)
         if error is None:
             raise
         print(fail_line(str(error)), file=sys.stderr)
         return EXIT_FAILED
 
 
-def _sole_error(exc: BaseException) -> TrioEchoError | None:
+def sole_error(exc: BaseException) -> TrioEchoError | None:
     """The one named error inside nested single-member exception groups, if that is all."""
     while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
         exc = exc.exceptions[0]

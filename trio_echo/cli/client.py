@@ -1,8 +1,10 @@
 """``trio-echo client``: one session printed line by line, or many summarised.
 
 A run keeps counts, never its messages (see :mod:`trio_echo.client_tally`),
-so its memory does not depend on ``--count``. Failures are summarised one
-line per kind. SIGINT or SIGTERM stops the run with one line saying what it
+so its memory does not depend on ``--count`` or ``--duration``. Failures are
+summarised one line per kind. A summary also gives the latency percentiles
+and the failed sessions by class; ``--json`` prints the same figures as one
+object (see :func:`run_figures`). SIGINT or SIGTERM stops the run with one line saying what it
 did so far, and the exit code a shell expects (130, 143).
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
+import json
 import signal
 import sys
 import threading
@@ -30,6 +33,7 @@ from ..transport.tls import TlsClientSettings
 from ..trio_driver import run_client as run_trio_client
 from ..whoami_tally import WhoamiTally
 from .common import EXIT_FAILED, EXIT_OK, build_config, fail_line, show, usage_error
+from .progress import progress_line
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 """What stops a client: Ctrl-C, or a supervisor's SIGTERM."""
@@ -41,6 +45,8 @@ def client_command(args: argparse.Namespace) -> int:
     target = _target(args)
     protocol = target.protocol if target.protocol is not None else args.protocol
     target = attrs.evolve(target, protocol=protocol)
+    if args.duration is not None and args.count is not None:
+        usage_error("--count and --duration both say when a session ends: give one")
     if protocol in (WireProtocol.GREETING, WireProtocol.WHOAMI) and args.count not in (None, 1):
         usage_error(
             f"--count must be 1 with --protocol {protocol.value}, not {args.count}: the server "
@@ -64,19 +70,60 @@ def client_command(args: argparse.Namespace) -> int:
         connections=args.connections,
         timeout=args.timeout,
         proxy_protocol=args.proxy_protocol,
+        duration=args.duration,
+        rate=args.rate,
         **optional,
         flags={"port": "--port" if target.port == args.port else "the port in TARGET"},
     )
-    report: Report = show if config.connections == 1 else silent
+    line_by_line = _line_by_line(config, as_json=args.json)
+    report: Report = show if line_by_line else silent
     tally = ClientTally()
     started = time.perf_counter()
     run = _run_blocking if args.blocking else _run_trio
-    results, stopped_by = run(config, report, tally)
+    with progress_line(tally, config.connections, sys.stderr):
+        results, stopped_by = run(config, report, tally)
     seconds = time.perf_counter() - started
+    if args.json:
+        figures = run_figures(config, tally, seconds, stopped_by)
+        print(json.dumps(figures, sort_keys=False), flush=True)
+        if stopped_by is not None:
+            return 128 + stopped_by
+        return EXIT_FAILED if tally.ok < config.connections else EXIT_OK
     if stopped_by is not None:
         print(fail_line(_stopped_line(stopped_by, config, tally, seconds)), file=sys.stderr)
         return 128 + stopped_by
-    return _report_results(config, results, tally, seconds)
+    return _report_results(config, results, tally, seconds, line_by_line=line_by_line)
+
+
+def _line_by_line(config: ClientConfig, *, as_json: bool) -> bool:
+    """Whether the run prints its conversation: one session of ``--count`` messages, no --json."""
+    return config.connections == 1 and config.duration is None and not as_json
+
+
+def run_figures(
+    config: ClientConfig, tally: ClientTally, seconds: float, stopped_by: int | None
+) -> dict[str, object]:
+    """The run's figures as ``--json`` prints them; latencies in milliseconds."""
+    trips = tally.round_trips
+    latency = {
+        name: None if value is None else round(value * 1000, 4)
+        for name, value in tally.latencies().summary().items()
+    }
+    return {
+        "target": str(config.target),
+        "transport": config.transport.value,
+        "connections": config.connections,
+        "rate": config.rate,
+        "duration": config.duration,
+        "seconds": round(seconds, 6),
+        "sessions_ok": tally.ok,
+        "sessions_failed": tally.ended - tally.ok,
+        "round_trips": trips,
+        "round_trips_per_second": round(trips / seconds, 1) if seconds > 0 else None,
+        "latency_ms": latency,
+        "errors": tally.error_classes(),
+        "stopped_by": None if stopped_by is None else signal.Signals(stopped_by).name,
+    }
 
 
 def _target(args: argparse.Namespace) -> ListenSpec:
@@ -191,13 +238,18 @@ def _stopped_line(signum: int, config: ClientConfig, tally: ClientTally, seconds
 
 
 def _report_results(
-    config: ClientConfig, results: Sequence[SessionResult], tally: ClientTally, seconds: float
+    config: ClientConfig,
+    results: Sequence[SessionResult],
+    tally: ClientTally,
+    seconds: float,
+    *,
+    line_by_line: bool,
 ) -> int:
     failures = [result for result in results if result.error is not None]
-    if config.connections > 1:
+    if not line_by_line:
         for group in tally.failures():
             print(fail_line(describe_failures(group)), file=sys.stderr)
-        show(tally.summary(config.connections, seconds))
+        show(summary_line(config, tally, seconds))
         if config.protocol is WireProtocol.WHOAMI:
             _show_whoami(results)
     else:
@@ -216,6 +268,31 @@ def _show_whoami(results: Sequence[SessionResult]) -> None:
     whoami.add_results(results)
     for line in whoami.lines():
         show(line)
+
+
+def summary_line(config: ClientConfig, tally: ClientTally, seconds: float) -> str:
+    """The run's one line: sessions and rate, then latencies and error classes if any."""
+    parts = [
+        tally.summary(config.connections, seconds),
+        describe_latency(tally),
+        describe_error_classes(tally.error_classes()),
+    ]
+    return "; ".join(part for part in parts if part is not None)
+
+
+def describe_latency(tally: ClientTally) -> str | None:
+    """``latency p50 0.112 ms, p90 0.153 ms, p99 0.301 ms, max 2.410 ms``; None if none timed."""
+    figures = tally.latencies().summary()
+    if figures["max"] is None:
+        return None
+    parts = ", ".join(f"{name} {(value or 0.0) * 1000:.3f} ms" for name, value in figures.items())
+    return f"latency {parts}"
+
+
+def describe_error_classes(classes: dict[str, int]) -> str | None:
+    """``errors: 3 refused, 1 timed out`` over the classes that occurred; None if none did."""
+    seen = [f"{count} {name}" for name, count in classes.items() if count]
+    return f"errors: {', '.join(seen)}" if seen else None
 
 
 def describe_failures(group: FailureGroup) -> str:

@@ -238,6 +238,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="accept PROXY headers only from these (default: 127.0.0.0/8,::1/128; unix: always)",
     )
     serve.add_argument(
+        "--workers",
+        type=integer,
+        default=1,
+        metavar="N",
+        help=(
+            "worker processes sharing the listeners, restarted if they die; "
+            "1 serves in this process (default: %(default)s)"
+        ),
+    )
+    serve.add_argument(
         "--name",
         default=None,
         metavar="NAME",
@@ -315,6 +325,28 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="{v1,v2}",
         help="open each connection with a PROXY header naming its own endpoints",
+    )
+    client.add_argument(
+        "--duration",
+        type=seconds,
+        default=None,
+        metavar="SECONDS",
+        help="each session sends for this long instead of --count messages",
+    )
+    client.add_argument(
+        "--rate",
+        type=number,
+        default=None,
+        metavar="R",
+        help=(
+            "round trips per second over all sessions, paced; latency counts from each "
+            "intended send time (default: as fast as the server answers)"
+        ),
+    )
+    client.add_argument(
+        "--json",
+        action="store_true",
+        help="print the run's figures as one JSON object instead of lines",
     )
     client_tls = client.add_argument_group("TLS (for tls:// targets)")
     client_tls.add_argument(

@@ -37,6 +37,7 @@ from ..transport.spec import ListenSpec, Transport
 from ..transport.tls import TlsServerSettings
 from ..trio_driver import TrioServer
 from .common import EXIT_OK, build_config, silence_stdout
+from .workers import Supervisor, WorkerSettings
 
 logger = logging.getLogger("trio_echo.server")
 
@@ -77,9 +78,17 @@ def serve_command(args: argparse.Namespace) -> int:
     )
     output = Output(json=args.log_format == "json")
     output.configure_logging(args.log_level)
-    serve = _serve_blocking if args.blocking else _serve_trio
+    workers = build_config(
+        WorkerSettings, count=args.workers, once=args.once, flags={"count": "--workers"}
+    )
     with _late_signals_ignored():
-        summary = output.summary(serve(config, output))
+        if workers.count > 1:
+            supervisor = Supervisor(
+                config, workers.count, args.blocking, args.log_level, json_logs=output.json
+            )
+            summary = supervisor.run(_say)
+        else:
+            summary = output.summary(serve_stats(config, blocking=args.blocking, output=output))
         try:
             print(summary, flush=True)
         except BrokenPipeError:  # stdout went away (| head): the summary goes to stderr
@@ -127,10 +136,20 @@ class Output:
         if self.json:
             fields = {"protocol": config.protocol.value, "driver": driver, "listeners": listeners}
             line = json_line("info", "listening", json_fields(fields), time.time())
-        try:
-            print(line, flush=True)
-        except BrokenPipeError:  # nobody reads stdout: serve on, the logs go to stderr
-            silence_stdout()
+        _say(line)
+
+
+def serve_stats(config: ServerConfig, *, blocking: bool, output: Output) -> ServerStats:
+    """Serve *config* with the chosen driver until stopped; the server's final counts."""
+    return _serve_blocking(config, output) if blocking else _serve_trio(config, output)
+
+
+def _say(line: str) -> None:
+    """Print one line on stdout; if nobody reads it, serve on (the logs go to stderr)."""
+    try:
+        print(line, flush=True)
+    except BrokenPipeError:
+        silence_stdout()
 
 
 def _shown(spec: ListenSpec, default: WireProtocol) -> str:

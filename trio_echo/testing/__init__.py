@@ -10,6 +10,14 @@
   direction of a connection (``pipe``), a connection's two endpoints
   (``connection``), Trio's stream over an endpoint (``stream``) and the one
   timer that wakes every waiter (``alarm``).
+* :func:`install` (``sockets``) puts a network under Trio's own socket API
+  through Trio's hooks, so unmodified ``trio.open_tcp_stream``,
+  ``trio.serve_tcp`` and ``trio.socket`` UDP run on it: TCP sockets
+  (``sockets``) and UDP sockets (``udp``) over one shared base
+  (``socket_base``), named :class:`Hosts` and the resolver (``hosts``),
+  seeded :class:`DatagramFaults` and partitions in :class:`Links`
+  (``links``). The pytest plugin (``pytest_plugin``) gives a Trio test the
+  ``simulated_network`` fixture.
 * :func:`virtual_runtime` (``runtime``) runs the blocking driver on the same
   network, its threads in lockstep with Trio (``baton``), so its timeouts and
   clock are virtual too.
@@ -36,6 +44,8 @@ from __future__ import annotations
 from .baton import VirtualThreadExit
 from .clock import run_virtual, virtual_clock
 from .faults import NO_FAULTS, Faults
+from .hosts import Host, Hosts
+from .links import NO_DATAGRAM_FAULTS, DatagramFaults, Links
 from .network import DEFAULT_BUFFER_SIZE, DEFAULT_LATENCY, SimulatedListener, SimulatedNetwork
 from .recorder import EndEvent, EventRecorder
 from .runtime import VirtualRuntime, virtual_runtime
@@ -52,29 +62,40 @@ from .scenarios import (
     run_scenario,
 )
 from .serving import Driver, Serving, serve
+from .sockets import Installed, SimulatedSocket, install
 from .stream import SimulatedStream
+from .udp import SimulatedDatagramSocket
 
 __all__ = [
     "DEFAULT_BUFFER_SIZE",
     "DEFAULT_LATENCY",
+    "NO_DATAGRAM_FAULTS",
     "NO_FAULTS",
     "SCENARIOS",
+    "DatagramFaults",
     "Driver",
     "EndEvent",
     "EventRecorder",
     "Faults",
+    "Host",
+    "Hosts",
+    "Installed",
+    "Links",
     "Scenario",
     "ScenarioContext",
     "ScenarioFailed",
     "Serving",
+    "SimulatedDatagramSocket",
     "SimulatedListener",
     "SimulatedNetwork",
+    "SimulatedSocket",
     "SimulatedStream",
     "Transcript",
     "VirtualRuntime",
     "VirtualThreadExit",
     "by_name",
     "check",
+    "install",
     "play",
     "replay_command",
     "run_scenario",

@@ -55,11 +55,21 @@ DEFAULT_BUFFER_SIZE = 65536
 FIRST_CLIENT_PORT = 10000
 CLIENT_PORTS = 50000
 FIRST_EPHEMERAL_LISTEN_PORT = 30000
-_WILDCARDS = {"", "0.0.0.0", "::"}
+_WILDCARDS = ("", "0.0.0.0", "::")
 
 
 def _normalise(host: str) -> str:
     return "127.0.0.1" if host == "localhost" else host
+
+
+def _wildcards_for(host: str) -> tuple[str, ...]:
+    """The wildcard hosts a listener may take *host*'s connections on, best first.
+
+    An IPv4 wildcard and an IPv6 one are separate listeners (``IPV6_V6ONLY``,
+    as ``trio.open_tcp_listeners`` sets it); either serves the other family
+    when it is the only one there.
+    """
+    return ("::", "", "0.0.0.0") if ":" in host else ("0.0.0.0", "", "::")
 
 
 def _client_address(label: str, count: int) -> Address:
@@ -180,16 +190,20 @@ class _Fabric:
         if port == 0:
             port = next(p for p in self._ports if not self._taken(host, p))
         if self._taken(host, port):
-            raise from_os_error(os_error(errno.EADDRINUSE), f"listen on {Address(host, port)}")
+            raise os_error(errno.EADDRINUSE)
         listener = SimulatedListener(self, Address(host, port), backlog)
         self.listeners[listener.address] = listener
         return listener
 
     def _taken(self, host: str, port: int) -> bool:
-        if host in _WILDCARDS:
+        if host == "":
             return any(address.port == port for address in self.listeners)
-        return Address(host, port) in self.listeners or any(
-            Address(wildcard, port) in self.listeners for wildcard in _WILDCARDS
+        family = ":" in host
+        same_family = [a for a in self.listeners if a.port == port and (":" in a.host) == family]
+        if host in _WILDCARDS:
+            return bool(same_family) or Address("", port) in self.listeners
+        return any(a.host in (host, _wildcards_for(host)[0]) for a in same_family) or (
+            Address("", port) in self.listeners
         )
 
     def forget(self, listener: SimulatedListener) -> None:
@@ -198,20 +212,23 @@ class _Fabric:
 
     def find(self, host: str, port: int) -> SimulatedListener | None:
         host = _normalise(host)
-        for candidate in (host, *_WILDCARDS):
+        for candidate in (host, *_wildcards_for(host)):
             listener = self.listeners.get(Address(candidate, port))
             if listener is not None:
                 return listener
         return None
 
     async def connect(self, label: str, host: str, port: int) -> Endpoint:
-        """Open a connection from client *label*: one hop out, one hop back."""
-        where = Address(_normalise(host), port)
+        """Open a connection from client *label*: one hop out, one hop back.
+
+        Failures are the plain :class:`OSError` a socket raises
+        (``ConnectionRefusedError``); each view translates them for its users.
+        """
         await trio.sleep(self.latency)
         listener = self.find(host, port)
         if listener is None:
             await trio.sleep(self.latency)
-            raise from_os_error(os_error(errno.ECONNREFUSED), f"connect to {where}")
+            raise os_error(errno.ECONNREFUSED)
         key, address = self.open_as(label)
         connection = Connection(
             key=key,
@@ -225,7 +242,7 @@ class _Fabric:
         )
         self.connections.append(connection)
         if not await listener.enqueue(connection.server):
-            raise from_os_error(os_error(errno.ECONNREFUSED), f"connect to {where}")
+            raise os_error(errno.ECONNREFUSED)
         try:
             await trio.sleep(self.latency)
         except BaseException:
@@ -308,7 +325,10 @@ class SimulatedNetwork:
 
     def listen(self, host: str, port: int, *, backlog: int = 128) -> SimulatedListener:
         """Start listening at once (the synchronous form of :meth:`open_listeners`)."""
-        return self._fabric.listen(host, port, backlog)
+        try:
+            return self._fabric.listen(host, port, backlog)
+        except OSError as exc:
+            raise from_os_error(exc, f"listen on {Address(_normalise(host), port)}") from None
 
     async def connect(self, host: str, port: int) -> SimulatedStream:
         """Connect to a listener; ConnectionRefused if nothing listens there."""
@@ -317,7 +337,15 @@ class SimulatedNetwork:
     async def connect_endpoint(self, host: str, port: int) -> Endpoint:
         """Connect, returning the raw endpoint (what the blocking runtime wraps)."""
         label = self._label if self._label is not None else self._fabric.anonymous_label()
-        return await self._fabric.connect(label, host, port)
+        try:
+            return await self._fabric.connect(label, host, port)
+        except OSError as exc:
+            raise from_os_error(exc, f"connect to {Address(_normalise(host), port)}") from None
+
+    @property
+    def fabric(self) -> _Fabric:
+        """What every view of this network shares (the socket adapter builds on it)."""
+        return self._fabric
 
     def listener_address(self, listener: Listener) -> Address:
         """The address *listener* accepts on."""

@@ -40,6 +40,12 @@ Choices, and why:
 - **Abstract sockets** (``unix:@NAME``, Linux only) live in a namespace of
   their own: nothing is probed, nothing is removed, and a taken name is
   ``AddressInUse`` from ``bind`` itself.
+- **Listeners shared by worker processes** (``serve --workers N``): a worker
+  either binds its own TCP and UDP sockets with ``SO_REUSEPORT`` (Linux: the
+  kernel spreads connections and datagrams across the workers' sockets), or
+  adopts sockets its supervisor bound and handed down (unix sockets, and
+  every transport where ``SO_REUSEPORT`` does not spread load). See
+  :func:`share_listeners`.
 """
 
 from __future__ import annotations
@@ -67,19 +73,64 @@ _SOCKET_IN_USE = {errno.EAGAIN, errno.EWOULDBLOCK, errno.EINPROGRESS, errno.EPRO
 """A probe connect failing with one of these still found a live socket (busy, or not a stream)."""
 
 
-def bind(spec: ListenSpec, *, backlog: int) -> list[socket.socket]:
+REUSE_PORT_SPREADS = hasattr(socket, "SO_REUSEPORT") and os.uname().sysname == "Linux"
+"""Whether ``SO_REUSEPORT`` makes the kernel spread load across sockets bound alike.
+
+On Linux it does, for TCP and UDP; on the BSDs and macOS the last socket
+bound takes everything, so workers there share an inherited socket instead.
+"""
+
+BindKey = tuple[bool, str | None, int | None]
+"""What a driver binds: (stream or not, host, port), or (True, path, None) for unix."""
+
+
+@attrs.define
+class _Sharing:
+    """How this process binds listeners: alone (the default), or as one of several workers."""
+
+    reuse_port: bool = False
+    inherited: dict[BindKey, list[socket.socket]] = attrs.field(factory=dict)
+
+
+_sharing = _Sharing()
+
+
+def share_listeners(
+    *, reuse_port: bool, inherited: dict[BindKey, list[socket.socket]] | None = None
+) -> None:
+    """Make this process a worker: bind with ``SO_REUSEPORT`` and adopt *inherited* sockets.
+
+    A later :func:`bind` of a spec whose :func:`bind_key` is in *inherited*
+    returns those sockets (once) instead of binding new ones.
+    """
+    _sharing.reuse_port = reuse_port
+    _sharing.inherited = dict(inherited or {})
+
+
+def bind_key(spec: ListenSpec) -> BindKey:
+    """The sockets *spec* needs, as a driver asks for them (a TLS listener binds TCP)."""
+    if spec.transport is Transport.UNIX:
+        return (True, spec.path, None)
+    return (spec.transport.is_stream, spec.host, spec.port)
+
+
+def bind(spec: ListenSpec, *, backlog: int, reuse_port: bool | None = None) -> list[socket.socket]:
     """Open, bind and (for stream transports) listen on every socket *spec* names.
 
     Returns non-blocking sockets: one per distinct address for TCP, TLS and
     UDP, one for unix. Raises a :class:`~trio_echo.errors.NetworkError`
     (``AddressInUse``, ``HostNotFound``, ...) naming the spec, after closing
-    anything already opened.
+    anything already opened. *reuse_port* sets ``SO_REUSEPORT`` on TCP, TLS
+    and UDP sockets (default: as :func:`share_listeners` said, else not).
     """
     if backlog < 1:
         raise ConfigError(f"backlog must be a positive integer, not {backlog!r}")
+    adopted = _sharing.inherited.pop(bind_key(spec), None)
+    if adopted is not None:
+        return adopted
     if spec.transport is Transport.UNIX:
         return [_bind_unix(spec, backlog)]
-    return _bind_network(spec, backlog)
+    return _bind_network(spec, backlog, _sharing.reuse_port if reuse_port is None else reuse_port)
 
 
 def bound_address(sock: socket.socket) -> str:
@@ -119,7 +170,7 @@ def _doing(spec: ListenSpec) -> str:
 # -- network: TCP, TLS, UDP ---------------------------------------------------------------------
 
 
-def _bind_network(spec: ListenSpec, backlog: int) -> list[socket.socket]:
+def _bind_network(spec: ListenSpec, backlog: int, reuse_port: bool) -> list[socket.socket]:
     assert spec.host is not None and spec.port is not None
     kind = socket.SOCK_STREAM if spec.transport.is_stream else socket.SOCK_DGRAM
     try:
@@ -130,7 +181,9 @@ def _bind_network(spec: ListenSpec, backlog: int) -> list[socket.socket]:
     attempts = PORT_RETRIES if spec.port == 0 and len(addresses) > 1 else 1
     for attempt in range(attempts):
         try:
-            return _bind_each(addresses, spec.port, backlog if spec.transport.is_stream else None)
+            return _bind_each(
+                addresses, spec.port, backlog if spec.transport.is_stream else None, reuse_port
+            )
         except _LaterAddressInUse as taken:
             if attempt + 1 == attempts:
                 raise from_os_error(taken.error, _doing(spec)) from None
@@ -162,14 +215,18 @@ def _distinct(infos: list[tuple[Any, ...]]) -> list[_AddrInfo]:
     return distinct
 
 
-def _bind_each(addresses: list[_AddrInfo], port: int, backlog: int | None) -> list[socket.socket]:
+def _bind_each(
+    addresses: list[_AddrInfo], port: int, backlog: int | None, reuse_port: bool = False
+) -> list[socket.socket]:
     """Bind every address to *port*, or, when *port* is 0, to the port the first one got."""
     opened: list[socket.socket] = []
     chosen = port
     try:
         for family, kind, proto, sockaddr in addresses:
             try:
-                sock = _open_bound(family, kind, proto, (sockaddr[0], chosen, *sockaddr[2:]))
+                sock = _open_bound(
+                    family, kind, proto, (sockaddr[0], chosen, *sockaddr[2:]), reuse_port
+                )
             except OSError as exc:
                 if port == 0 and opened and exc.errno == errno.EADDRINUSE:
                     raise _LaterAddressInUse(exc) from None
@@ -186,9 +243,13 @@ def _bind_each(addresses: list[_AddrInfo], port: int, backlog: int | None) -> li
     return opened
 
 
-def _open_bound(family: int, kind: int, proto: int, sockaddr: Any) -> socket.socket:
+def _open_bound(
+    family: int, kind: int, proto: int, sockaddr: Any, reuse_port: bool = False
+) -> socket.socket:
     sock = socket.socket(family, kind, proto)
     try:
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         if kind == socket.SOCK_STREAM:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if family == socket.AF_INET6:

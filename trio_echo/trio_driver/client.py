@@ -16,6 +16,7 @@ from ..client_tally import ClientTally
 from ..config import ClientConfig
 from ..errors import ConnectionLost, TrioEchoError
 from ..os_errors import from_os_error, root_os_error
+from ..pacing import Pacer
 from ..session import ClientSession, Report, SessionResult, silent
 from ..transport.proxy_client import header_for_stream
 from ..transport.spec import Transport
@@ -48,7 +49,7 @@ async def run_session(
     started = trio.current_time()
     error: TrioEchoError | None = None
     try:
-        await _converse(config, network, session)
+        await _converse(config, network, session, Pacer.for_session(config, index, started), tally)
     except TrioEchoError as exc:
         error = exc
     result = session.result(index, error, trio.current_time() - started)
@@ -82,7 +83,14 @@ async def run_client(
     return [result for result in results if result is not None]
 
 
-async def _converse(config: ClientConfig, network: Network, session: ClientSession) -> None:
+async def _converse(
+    config: ClientConfig,
+    network: Network,
+    session: ClientSession,
+    pacer: Pacer,
+    tally: ClientTally | None,
+) -> None:
+    """Connect, then send each message when *pacer* says, timing its round trip into *tally*."""
     limit = math.inf if config.timeout is None else config.timeout
     where = session.where
     try:
@@ -94,17 +102,43 @@ async def _converse(config: ClientConfig, network: Network, session: ClientSessi
         raise _broken(exc, f"connect to {where}") from None
     async with stream:
         try:
-            while (outgoing := session.next_outgoing()) is not None:
-                await stream.send_all(outgoing)
-                with trio.fail_after(limit):
-                    while not session.receive(
-                        bytes(await stream.receive_some(config.receive_size))
-                    ):
-                        pass
-        except trio.TooSlowError:
-            raise session.timeout_error(limit) from None
+            with trio.CancelScope() as deadline:
+                await _exchange_all(stream, config, session, pacer, tally, deadline)
         except (trio.BrokenResourceError, OSError) as exc:
             raise _broken(exc, f"talking to {where}") from None
+        if deadline.cancelled_caught:
+            raise session.timeout_error(limit)
+
+
+async def _exchange_all(
+    stream: trio.abc.Stream,
+    config: ClientConfig,
+    session: ClientSession,
+    pacer: Pacer,
+    tally: ClientTally | None,
+    deadline: trio.CancelScope,
+) -> None:
+    """The hot loop: each message sent when due, its reply read, its latency recorded.
+
+    One cancel scope serves every message, its deadline moved on for each
+    (send and reply within ``config.timeout``), rather than a scope entered
+    and left per message; the methods and sizes are looked up once.
+    """
+    limit = math.inf if config.timeout is None else config.timeout
+    receive_some, send_all, receive_size = stream.receive_some, stream.send_all, config.receive_size
+    now, receive, next_outgoing = trio.current_time, session.receive, session.next_outgoing
+    record = tally.record_latency if tally is not None else None
+    while (intended := pacer.next_send(now())) is not None:
+        if (outgoing := next_outgoing()) is None:
+            return
+        if intended > now():
+            await trio.sleep_until(intended)
+        deadline.deadline = now() + limit
+        await send_all(outgoing)
+        while not receive(bytes(await receive_some(receive_size))):
+            pass
+        if record is not None:
+            record(now() - intended)
 
 
 def _broken(exc: BaseException, context: str) -> TrioEchoError:

@@ -58,6 +58,7 @@ from trio.lowlevel import (
     wait_task_rescheduled,
 )
 
+from ..memory_guard import PROCESS_RESERVE
 from ..os_errors import describe_failure, stream_error
 
 if TYPE_CHECKING:
@@ -160,6 +161,8 @@ class Dispatcher:
         self._sleep = trio.CancelScope()
         self._short_until = -math.inf
         """Until when reads are :data:`SHORT_READ` bytes: memory ran out for a full one."""
+        self._starved = False
+        """Memory ran out in this round: pause before the next, rather than spin on it."""
 
     async def serve_until_needed(
         self,
@@ -266,7 +269,9 @@ class Dispatcher:
         A failure of a whole round (memory running out in ``epoll_wait``)
         must not end the run, which would take every connection with it: it
         is logged, at most once per :data:`ROUND_FAILURE_PAUSE` seconds, and
-        the next round tries again after that pause.
+        the next round tries again after that pause. A round in which a read
+        found no memory is followed by the same pause: the epoll set is
+        level-triggered, so retrying at once would spin on the same input.
         """
         try:
             while True:
@@ -276,8 +281,13 @@ class Dispatcher:
                         while True:
                             await wait_readable(self._epoll.fileno())
                             self._serve_round()
+                            if self._starved:
+                                self._starved = False
+                                await trio.sleep(ROUND_FAILURE_PAUSE)
                     self._expire(trio.current_time())
                 except Exception as exc:
+                    if isinstance(exc, MemoryError):
+                        PROCESS_RESERVE.release()
                     logger.error(
                         "dispatcher round failed, retrying: %s", describe_failure(exc).message
                     )
@@ -297,6 +307,8 @@ class Dispatcher:
                 try:
                     self._serve(fd, state, now)
                 except Exception as exc:  # this connection's alone: a bug, or memory ran out
+                    if isinstance(exc, MemoryError):
+                        self._ran_out_of_memory(now)
                     if state.task is not None:
                         self._hand_back(fd, state, outcome.Error(exc))
 
@@ -315,7 +327,7 @@ class Dispatcher:
         except MemoryError:
             # No room for a full read's buffer: read in small pieces for a while,
             # and let this connection wait for its turn rather than fail.
-            self._short_until = now + SHORT_READ_SECONDS
+            self._ran_out_of_memory(now)
             return
         reply = conversation.respond(data)  # what it raises goes to the task (see _serve_round)
         try:
@@ -333,6 +345,12 @@ class Dispatcher:
             state.last_input = now
             deadline = now + state.idle
             state.deadline = deadline if deadline < state.cap else state.cap
+
+    def _ran_out_of_memory(self, now: float) -> None:
+        """Free the reserve, read short for a while, and pause after this round."""
+        PROCESS_RESERVE.release()
+        self._short_until = now + SHORT_READ_SECONDS
+        self._starved = True
 
     def _expire(self, now: float) -> None:
         """Hand back connections idle past their deadline as :data:`IDLE`; requeue the rest.

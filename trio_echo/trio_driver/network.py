@@ -69,12 +69,19 @@ class SocketNetwork:
     objects, which skip scheduler passes Trio's own ``SocketStream`` makes;
     ``fast=False`` uses ``trio.SocketStream`` itself (to compare the two).
     Unix socket connections are always Trio's own streams.
+
+    When the Trio run makes its sockets through a custom factory (a
+    simulated network installed with ``trio.socket.set_custom_socket_factory``),
+    no socket has a kernel descriptor: TCP and UDP then go through Trio's own
+    functions and streams, the plain loop instead of the fast path.
     """
 
     def __init__(self, *, fast: bool = True) -> None:
         self.fast = fast
 
     async def open_listeners(self, host: str, port: int, *, backlog: int) -> list[Listener]:
+        if custom_sockets_installed():
+            return await _open_trio_listeners(host, port, backlog)
         await trio.lowlevel.checkpoint()
         bound = sockets.bind(
             ListenSpec(transport=Transport.TCP, host=host, port=port), backlog=backlog
@@ -89,6 +96,8 @@ class SocketNetwork:
         return UnixListener(sock)
 
     async def open_datagram_sockets(self, host: str, port: int) -> list[trio.socket.SocketType]:
+        if custom_sockets_installed():
+            return await _open_trio_datagram_sockets(host, port)
         await trio.lowlevel.checkpoint()
         bound = sockets.bind(ListenSpec(transport=Transport.UDP, host=host, port=port), backlog=1)
         return [trio.socket.from_stdlib_socket(sock) for sock in bound]
@@ -98,7 +107,7 @@ class SocketNetwork:
             stream = await trio.open_tcp_stream(host, port)
         except OSError as exc:
             raise from_os_error(exc, f"connect to {Address(host, port)}") from None
-        if not self.fast:
+        if not self.fast or custom_sockets_installed():
             return stream
         peer = _peer_of(stream.socket)
         return FastSocketStream(from_trio_socket(stream.socket), peer)
@@ -165,6 +174,49 @@ class UnixListener(trio.abc.Listener[trio.abc.Stream]):
 def _unix_name(path: str) -> str:
     """What ``connect`` takes for *path*: an abstract ``@NAME`` starts with a NUL byte."""
     return "\0" + path[1:] if path.startswith("@") else path
+
+
+def custom_sockets_installed() -> bool:
+    """Whether this Trio run makes its sockets through a custom factory.
+
+    Trio offers no getter: setting the factory returns the previous one, so
+    swap it out and straight back (nothing else runs in between).
+    """
+    previous = trio.socket.set_custom_socket_factory(None)
+    trio.socket.set_custom_socket_factory(previous)
+    return previous is not None
+
+
+def _trio_host(host: str) -> str | None:
+    """What Trio's functions take for a listening *host*: None means every address."""
+    return None if host in ("", "*") else host
+
+
+async def _open_trio_listeners(host: str, port: int, backlog: int) -> list[Listener]:
+    """TCP listeners made through Trio's socket factory (the simulated network's)."""
+    try:
+        listeners = await trio.open_tcp_listeners(port, host=_trio_host(host), backlog=backlog)
+    except OSError as exc:
+        raise from_os_error(exc, f"listen on {Address(host, port)}") from None
+    return list(listeners)
+
+
+async def _open_trio_datagram_sockets(host: str, port: int) -> list[trio.socket.SocketType]:
+    """UDP sockets made through Trio's socket factory, one per address of *host*."""
+    found = await trio.socket.getaddrinfo(
+        _trio_host(host), port, type=socket.SOCK_DGRAM, flags=socket.AI_PASSIVE
+    )
+    bound: list[trio.socket.SocketType] = []
+    try:
+        for family, kind, proto, _, sockaddr in found:
+            sock = trio.socket.socket(family, kind, proto)
+            bound.append(sock)
+            await sock.bind(sockaddr)
+    except OSError as exc:
+        for sock in bound:
+            sock.close()
+        raise from_os_error(exc, f"listen on {Address(host, port)}") from None
+    return bound
 
 
 def _peer_of(sock: trio.socket.SocketType) -> Address:

@@ -38,6 +38,7 @@ from ..errors import TlsError
 from ..faults.plan import plan_connection
 from ..lifecycle import LINGER_READ_SIZE, Ending, Phase, Timeouts, next_phase
 from ..listeners import ListenerPlan, plan_listeners
+from ..memory_guard import MemoryGuard
 from ..proxy_gate import ProxyGate, log_refused, original_peer
 from ..reclaim import RECLAIM_CHECK_SECONDS, Occupants
 from ..shortages import ACCEPT_RETRY_SECONDS, OUT_OF_RESOURCES, AcceptFailureLog
@@ -62,12 +63,16 @@ class TrioServer:
         network: Network | None = None,
         sink: EventSink | None = None,
         codec_factory: Callable[[], ServerCodec] | None = None,
+        memory: MemoryGuard | None = None,
     ) -> None:
         self.config = config
         self._timeouts = Timeouts.of(config)
         self.network: Network = network if network is not None else SocketNetwork()
         self._plans = plan_listeners(config, codec_factory)
         self._accept_failures = AcceptFailureLog(trio.current_time)
+        self._memory = (
+            memory if memory is not None else MemoryGuard.for_this_process(trio.current_time)
+        )
         self.sink: EventSink = sink if sink is not None else LoggingSink()
         self.stats = ServerStats()
         self.addresses: tuple[Address, ...] = ()
@@ -176,6 +181,7 @@ class TrioServer:
             try:
                 handlers.start_soon(self._serve, stream, plan)
             except MemoryError as exc:  # no room for its task: refuse it, wait, go on
+                self._memory.ran_out(self._active)
                 await _close_now(stream)
                 self._slots.release()
                 self._accept_failures.failed(exc, ACCEPT_RETRY_SECONDS)
@@ -199,15 +205,25 @@ class TrioServer:
                 occupants.reclaim_quietest(trio.current_time())
 
     async def _accept(self, listener: Listener) -> trio.abc.Stream:
+        """The next connection, once the process has the descriptors and memory for it.
+
+        While the :class:`~trio_echo.memory_guard.MemoryGuard` says memory is
+        short, newcomers wait in the backlog and the log says so, rate-limited.
+        """
+        memory = self._memory
         while True:
-            try:
-                return await listener.accept()
-            except OSError as exc:
-                if exc.errno not in OUT_OF_RESOURCES:
-                    raise
-                self._accept_failures.failed(exc, ACCEPT_RETRY_SECONDS)
-            except MemoryError as exc:  # out of memory in the process, like ENOMEM in the kernel
-                self._accept_failures.failed(exc, ACCEPT_RETRY_SECONDS)
+            if not memory.room_for_one_more(self._active):
+                self._accept_failures.failed(MemoryError(memory.describe()), ACCEPT_RETRY_SECONDS)
+            else:
+                try:
+                    return await listener.accept()
+                except OSError as exc:
+                    if exc.errno not in OUT_OF_RESOURCES:
+                        raise
+                    self._accept_failures.failed(exc, ACCEPT_RETRY_SECONDS)
+                except MemoryError as exc:  # out of memory in the process, like ENOMEM
+                    memory.ran_out(self._active)
+                    self._accept_failures.failed(exc, ACCEPT_RETRY_SECONDS)
             await trio.sleep(ACCEPT_RETRY_SECONDS)
 
     async def _serve(self, stream: trio.abc.Stream, plan: ListenerPlan) -> None:

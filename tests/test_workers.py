@@ -1,0 +1,190 @@
+"""``serve --workers N``: worker processes on shared listeners, under a supervisor.
+
+Real processes on loopback, port 0, each read bounded by a timeout and the
+supervisor killed at the end of its test if still running (its workers then
+stop by themselves: their pipe to it closes). Which worker served a
+connection is read from the pid every worker's log lines carry.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import time
+from collections import Counter
+
+import pytest
+from loopback import LINE_TIMEOUT, CliServer, cli_process, cli_server, occupied_port, run_cli
+
+from trio_echo.cli.workers import RestartPolicy, WorkerSettings
+from trio_echo.errors import ConfigError
+
+DRIVERS = ["trio", "blocking"]
+SERVING = re.compile(r"(?P<count>\d+) workers serving: pids (?P<pids>[\d, ]+)$")
+CONNECTED = re.compile(r"\[worker (?P<pid>\d+)\] 127\.0\.0\.1:\d+ connected$")
+REPLACED = re.compile(r"worker (?P<pid>\d+) was killed by SIGKILL after [\d.]+ s; starting another")
+REPLACEMENT = re.compile(r"worker (?P<pid>\d+) serving, in place of the one that died$")
+
+
+def driver_flags(driver: str) -> list[str]:
+    return ["--blocking"] if driver == "blocking" else []
+
+
+def worker_pids(server: CliServer) -> list[int]:
+    line = server.cli.stderr.wait_for(SERVING)
+    assert line is not None, server.cli.stderr.rest()
+    match = SERVING.search(line)
+    assert match is not None
+    return [int(pid) for pid in match["pids"].split(", ")]
+
+
+def exchange(port: int, family: socket.AddressFamily = socket.AF_INET) -> bytes:
+    """One short session on TCP *port*: a message sent, its reply read, the connection closed."""
+    with socket.create_connection(("127.0.0.1", port), timeout=LINE_TIMEOUT) as sock:
+        sock.sendall(b"hello\n")
+        return sock.recv(1024)
+
+
+def serving_pids(server: CliServer, sessions: int) -> Counter[int]:
+    """Which worker logged each of the next *sessions* connections."""
+    served: Counter[int] = Counter()
+    for _ in range(sessions):
+        line = server.cli.stderr.wait_for(CONNECTED)
+        assert line is not None, "a connection was not logged"
+        match = CONNECTED.search(line)
+        assert match is not None
+        served[int(match["pid"])] += 1
+    return served
+
+
+def gone(pid: int, timeout: float = LINE_TIMEOUT) -> bool:
+    """True once no process *pid* exists (polled, for at most *timeout* seconds)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_workers_share_the_one_port_chosen_and_the_kernel_spreads_connections(
+    driver: str,
+) -> None:
+    with cli_server("--workers", "2", *driver_flags(driver)) as server:
+        pids = worker_pids(server)
+        assert len(set(pids)) == 2
+        for _ in range(30):
+            assert exchange(server.port)
+        served = serving_pids(server, 30)
+    # With SO_REUSEPORT each connection is hashed to one worker's socket:
+    # all 30 on one of two workers has a chance of about 2 in a million.
+    assert set(served) == set(pids), served
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_a_worker_killed_is_replaced_and_the_server_keeps_answering(driver: str) -> None:
+    with cli_server("--workers", "2", *driver_flags(driver)) as server:
+        victim, survivor = worker_pids(server)
+        os.kill(victim, signal.SIGKILL)
+        line = server.cli.stderr.wait_for(REPLACED)
+        assert line is not None, server.cli.stderr.rest()
+        assert f"worker {victim} " in line
+        assert gone(victim)
+        line = server.cli.stderr.wait_for(REPLACEMENT)
+        assert line is not None, server.cli.stderr.rest()
+        for _ in range(30):
+            assert exchange(server.port)
+        served = serving_pids(server, 30)
+        assert victim not in served
+        assert len(served) == 2, served  # the survivor and the replacement
+        assert survivor in served
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_sigterm_to_the_supervisor_stops_every_worker_with_one_summed_summary(
+    driver: str,
+) -> None:
+    with cli_server("--workers", "2", *driver_flags(driver)) as server:
+        pids = worker_pids(server)
+        for _ in range(10):
+            assert exchange(server.port)
+        server.cli.process.send_signal(signal.SIGTERM)
+        code = server.cli.wait()
+        stdout, stderr = server.cli.stdout.rest(), server.cli.stderr.rest()
+    assert code == 0, stderr
+    assert stdout[-1] == "served 10 connections, 60 bytes in, 90 bytes out, 0 errors", stdout
+    assert sum(line.startswith("served ") for line in stdout) == 1, stdout
+    assert sum("shutting down" in line for line in stderr) == 2, stderr
+    assert all(gone(pid) for pid in pids)
+
+
+def test_workers_whose_supervisor_is_killed_stop_by_themselves() -> None:
+    with cli_server("--workers", "2") as server:
+        pids = worker_pids(server)
+        server.cli.process.kill()
+        server.cli.wait()
+        assert all(gone(pid) for pid in pids)
+
+
+def test_workers_accept_on_an_inherited_unix_socket(tmp_path: object) -> None:
+    path = os.path.join(str(tmp_path), "s")
+    with cli_process("serve", "--workers", "2", "--listen", f"unix:{path}") as cli:
+        assert cli.stdout.readline() == f"reply server (trio) listening on unix:{path}"
+        for _ in range(4):
+            with socket.socket(socket.AF_UNIX) as sock:
+                sock.settimeout(LINE_TIMEOUT)
+                sock.connect(path)
+                sock.sendall(b"hello\n")
+                assert sock.recv(1024).startswith(b"Re:hello")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--workers", "2", "--once"], "--workers cannot be combined with --once"),
+        (["--workers", "0"], "--workers must be an integer from 1 to 256, not 0"),
+        (["--workers", "257"], "--workers must be an integer from 1 to 256, not 257"),
+        (["--workers", "two"], "--workers must be an integer, not 'two'"),
+    ],
+)
+def test_bad_workers_flags_are_one_line_usage_errors(args: list[str], message: str) -> None:
+    result = run_cli("serve", "--port", "0", *args)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert message in result.stderr
+
+
+def test_worker_settings_validate_at_construction() -> None:
+    assert WorkerSettings().count == 1
+    assert WorkerSettings(count=1, once=True).once
+    with pytest.raises(ConfigError):
+        WorkerSettings(count=True)
+    with pytest.raises(ConfigError):
+        WorkerSettings(count=3, once=True)
+
+
+def test_restart_back_off_doubles_while_replacements_die_young() -> None:
+    policy = RestartPolicy(first_delay=0.1, max_delay=1.0, young=10.0)
+    delays = [policy.next_delay(None, lived=0.5)]
+    for _ in range(6):
+        delays.append(policy.next_delay(delays[-1], lived=0.5))
+    assert delays == [0.1, 0.2, 0.4, 0.8, 1.0, 1.0, 1.0]
+    assert policy.next_delay(1.0, lived=60.0) == 0.1
+    with pytest.raises(ConfigError):
+        RestartPolicy(per_minute=0)
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_a_taken_port_is_one_line_and_exit_1(driver: str) -> None:
+    with occupied_port() as port:
+        result = run_cli("serve", "--port", str(port), "--workers", "2", *driver_flags(driver))
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"trio-echo: listen on tcp://127.0.0.1:{port}: Address already in use (errno 98)"
+    ], result.stderr
