@@ -45,6 +45,7 @@ pytest_plugins = ["tls_certs"]
 
 TIMEOUT = 30.0
 CLI = (sys.executable, "-m", "trio_echo")
+WHOAMI_CLIENT = (*CLI, "client", "--protocol", "whoami")
 IDENTITY = Identity("alpha", 4242)
 OPENING = Opening("tcp://127.0.0.1:7?protocol=whoami", "127.0.0.1:5000")
 
@@ -301,7 +302,14 @@ def test_one_server_answering_many_connections_from_the_command_line() -> None:
         assert server.stdout is not None
         port = server.stdout.readline().rsplit(":", 1)[1].strip()
         completed = subprocess.run(
-            [*CLI, "client", "--protocol", "whoami", "--port", port, "--connections", "30"],
+            [*WHOAMI_CLIENT, "--port", port, "--connections", "30"],
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            check=False,
+        )
+        as_json = subprocess.run(
+            [*WHOAMI_CLIENT, "--port", port, "--connections", "4", "--json"],
             capture_output=True,
             text=True,
             timeout=TIMEOUT,
@@ -318,6 +326,13 @@ def test_one_server_answering_many_connections_from_the_command_line() -> None:
         f"  server gamma pid {server.pid}: 30",
         f"  client seen as {HOST}: 30",
     ]
+    assert as_json.returncode == 0, as_json.stderr
+    assert json.loads(as_json.stdout)["whoami"] == {
+        "answers": 4,
+        "servers": [{"server": "gamma", "pid": server.pid, "answers": 4}],
+        "clients": {HOST: 4},
+        "originals": {},
+    }
 
 
 def test_whoami_server_class_is_what_the_factory_gives() -> None:

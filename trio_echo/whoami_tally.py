@@ -45,6 +45,18 @@ class WhoamiTally:
             for exchange in result.exchanges:
                 self.add(parse_answer(exchange.reply))
 
+    def fields(self) -> dict[str, object]:
+        """The same counts for ``--json``: answers, then servers, clients and originals."""
+        return {
+            "answers": self.answers,
+            "servers": [
+                {"server": name, "pid": pid, "answers": count}
+                for (name, pid), count in self.servers.most_common()
+            ],
+            "clients": dict(self.clients.most_common()),
+            "originals": dict(self.originals.most_common()),
+        }
+
     def lines(self) -> list[str]:
         """The summary: a headline, then one line per server, client and original address."""
         servers = len(self.servers)

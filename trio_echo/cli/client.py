@@ -85,6 +85,8 @@ def client_command(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - started
     if args.json:
         figures = run_figures(config, tally, seconds, stopped_by)
+        if config.protocol is WireProtocol.WHOAMI:
+            figures["whoami"] = _whoami_tally(results).fields()
         print(json.dumps(figures, sort_keys=False), flush=True)
         if stopped_by is not None:
             return 128 + stopped_by
@@ -264,10 +266,14 @@ def _report_results(
 
 def _show_whoami(results: Sequence[SessionResult]) -> None:
     """The servers that answered a whoami run, and whom they saw, with counts."""
+    for line in _whoami_tally(results).lines():
+        show(line)
+
+
+def _whoami_tally(results: Sequence[SessionResult]) -> WhoamiTally:
     whoami = WhoamiTally()
     whoami.add_results(results)
-    for line in whoami.lines():
-        show(line)
+    return whoami
 
 
 def summary_line(config: ClientConfig, tally: ClientTally, seconds: float) -> str:
