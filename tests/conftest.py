@@ -15,6 +15,7 @@ import pytest
 from loopback import DRIVERS
 
 from trio_echo import WireProtocol
+from trio_echo.wire import CONVERSATIONAL
 
 
 @pytest.fixture(params=DRIVERS, ids=lambda driver: f"{driver}-server")
@@ -31,7 +32,7 @@ def client_driver(request: pytest.FixtureRequest) -> str:
     return driver
 
 
-@pytest.fixture(params=list(WireProtocol), ids=lambda protocol: protocol.value)
+@pytest.fixture(params=list(CONVERSATIONAL), ids=lambda protocol: protocol.value)
 def protocol(request: pytest.FixtureRequest) -> WireProtocol:
     """The wire protocol under test."""
     value: WireProtocol = request.param

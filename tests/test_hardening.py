@@ -57,6 +57,7 @@ from trio_echo.codec import SERVER_GREETING, EchoServer, ReplyMatcher, ServerEve
 from trio_echo.connection_log import BytesDiscarded, Connected, MessageReceived
 from trio_echo.shortages import ACCEPT_LOG_INTERVAL, ACCEPT_RETRY_SECONDS, AcceptFailureLog
 from trio_echo.testing import Serving, SimulatedNetwork, serve, virtual_runtime
+from trio_echo.wire import CONVERSATIONAL
 
 BOUND = 10.0
 """Wall-clock limit on one test; each takes well under a second when healthy."""
@@ -127,7 +128,7 @@ async def test_broken_pipe_while_replying(driver: str) -> None:
             await assert_still_serving(served)
 
 
-@pytest.mark.parametrize("protocol", list(WireProtocol))
+@pytest.mark.parametrize("protocol", list(CONVERSATIONAL))
 async def test_half_close_gets_every_byte_then_eof(driver: str, protocol: WireProtocol) -> None:
     payload = bytes(range(256)).replace(b"\n", b"") * 2048
     if protocol is WireProtocol.GREETING:
@@ -352,7 +353,7 @@ def printable(text: str) -> bool:
     return text.isprintable()
 
 
-@pytest.mark.parametrize("protocol", list(WireProtocol))
+@pytest.mark.parametrize("protocol", list(CONVERSATIONAL))
 async def test_garbage_is_echoed_exactly_and_logged_escaped(
     driver: str, protocol: WireProtocol, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -8,6 +8,7 @@ that names the field.
 
 from __future__ import annotations
 
+import socket
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, overload
@@ -16,6 +17,7 @@ import attrs
 
 from .address import Address
 from .errors import ConfigError
+from .escape import escape_text
 from .faults.spec import FaultSpec
 from .proxy_gate import LOOPBACK, parse_networks
 from .transport.reflection import ReflectionPolicy
@@ -50,7 +52,26 @@ GREETING_MESSAGE = "Hello from client"
 """The line the note's greeting client sends (the codec adds the newline)."""
 
 
-_protocol = check(lambda v: isinstance(v, WireProtocol), "reply, greeting or echo")
+WHOAMI_MESSAGE = "whoami"
+"""What a whoami client sends (the server answers before reading and discards it)."""
+
+
+_protocol = check(lambda v: isinstance(v, WireProtocol), "reply, greeting, echo or whoami")
+
+MAX_NAME = 255
+"""The longest server ``--name``, in characters (a DNS name's limit)."""
+
+
+def host_name() -> str:
+    """This host's name, as a server calls itself by default: escaped and bounded to be valid."""
+    return escape_text(socket.gethostname())[:MAX_NAME] or "localhost"
+
+
+def _name(_instance: Any, _attribute: attrs.Attribute[Any], value: Any) -> None:
+    valid = isinstance(value, str) and 0 < len(value) <= MAX_NAME and value.isprintable()
+    if not valid:
+        shown = escape_text(value) if isinstance(value, str) else repr(value)
+        raise ConfigError(f"server name must be 1 to {MAX_NAME} printable characters, not {shown}")
 
 
 def _proxy_timeout(_instance: Any, _attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -151,6 +172,8 @@ class ServerConfig:
     """Seconds a ``?proxy=`` listener waits for a connection's whole PROXY header."""
     proxy_trusted: tuple[str, ...] = attrs.field(default=LOOPBACK, validator=_proxy_trusted)
     """Addresses or CIDR networks a ``?proxy=`` listener accepts a PROXY header from."""
+    name: str = attrs.field(factory=host_name, validator=_name)
+    """What a ``whoami`` answer calls this server (the host name unless given)."""
 
     @listen.validator
     def _check_listen(self, _attribute: attrs.Attribute[Any], value: tuple[Any, ...]) -> None:
@@ -239,6 +262,13 @@ class ClientConfig:
         if self.transport is Transport.UNIX and not value:
             raise ConfigError("a unix client needs the server's socket path")
 
+    @transport.validator
+    def _check_whoami_stream(self, _attribute: attrs.Attribute[Any], value: Transport) -> None:
+        if self.protocol is WireProtocol.WHOAMI and not value.is_stream:
+            raise ConfigError(
+                "the whoami client reads one answer per connection: not for udp:// targets"
+            )
+
     @classmethod
     def for_target(cls, target: ListenSpec, **fields: Any) -> ClientConfig:
         """A client of the server *target* names (a spec from ``parse_target``)."""
@@ -277,6 +307,8 @@ class ClientConfig:
         if self.protocol is WireProtocol.GREETING:
             template = GREETING_MESSAGE if self.message is None else self.message
             return Messages(template, 1)
+        if self.protocol is WireProtocol.WHOAMI:
+            return Messages(WHOAMI_MESSAGE if self.message is None else self.message, 1)
         template = NOTE_MESSAGE if self.message is None else self.message
         return Messages(template, self.count if self.duration is None else sys.maxsize)
 

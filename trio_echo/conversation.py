@@ -10,8 +10,8 @@ connection's :class:`~trio_echo.connection_log.ConnectionLog`.
 
 from __future__ import annotations
 
-from .codec.base import ServerCodec
-from .codec.events import Discarded, Received, Send
+from .codec.base import Opening, ServerCodec
+from .codec.events import Discarded, Received, Send, ServerEvent
 from .connection_log import ConnectionLog
 
 
@@ -51,8 +51,20 @@ class Conversation:
                 self.bytes_in += len(data)
                 return answer
         self.bytes_in += len(data)  # read, whatever the codec makes of it (a line too long)
-        events = codec.receive_data(data) if data else codec.receive_eof()
-        self.finished = codec.finished
+        return self._carry_out(codec.receive_data(data) if data else codec.receive_eof())
+
+    @property
+    def speaks_first(self) -> bool:
+        """True when the server sends before reading: call :meth:`open` first."""
+        return self._codec.speaks_first
+
+    def open(self, opening: Opening) -> bytes:
+        """What to send as the connection opens, before any read (see :attr:`speaks_first`)."""
+        return self._carry_out(self._codec.open(opening))
+
+    def _carry_out(self, events: list[ServerEvent]) -> bytes:
+        """Log what *events* report; return the bytes they send, as one write."""
+        self.finished = self._codec.finished
         outgoing = b""
         for event in events:
             if isinstance(event, Send):

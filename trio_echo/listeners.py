@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import ssl
 from collections.abc import Callable
 
 import attrs
 
-from .codec import ServerCodec, server_codec
+from .address import Address
+from .codec import Identity, Opening, ServerCodec, server_codec
+from .codec.whoami import NAMELESS
 from .config import ServerConfig, WireProtocol
 from .faults.spec import FaultSpec
 from .proxy_gate import ProxyGate, parse_networks
@@ -46,6 +49,18 @@ class ListenerPlan:
     """The faults its connections may get: the spec's ``?fault=``, else the server's."""
     proxy: ProxyGate | None = None
     """Set for a ``?proxy=`` listener: every connection must open with a PROXY header."""
+    identity: Identity = NAMELESS
+    """Who the server is, for ``whoami`` answers (its codecs hold it too)."""
+
+    def opening(self, peer: Address, via: Address | None) -> Opening:
+        """What a server-speaks-first codec is told of a connection from *peer*.
+
+        *via* is the proxy that sent a PROXY header for *peer*, if any: then
+        the server saw *via*, and *peer* is the original client.
+        """
+        if via is None:
+            return Opening(str(self.spec), str(peer))
+        return Opening(str(self.spec), str(via), str(peer))
 
     def bound_as(self, spec: ListenSpec) -> ListenerPlan:
         """This plan for one socket its spec was bound to (the real address and port)."""
@@ -62,10 +77,11 @@ def plan_listeners(
         handshake = config.tls.handshake_timeout
     line = math.inf if config.line_timeout is None else config.line_timeout
     plans = []
+    identity = Identity(config.name, os.getpid())
     for spec in config.listeners():
         assert spec.protocol is not None  # listeners() decides every protocol
         factory = codec_factory or functools.partial(
-            server_codec, spec.protocol, max_line=config.max_line
+            server_codec, spec.protocol, max_line=config.max_line, identity=identity
         )
         limit = line if spec.protocol is WireProtocol.GREETING else math.inf
         faults = spec.fault if spec.fault is not None else config.faults
@@ -73,6 +89,7 @@ def plan_listeners(
             plan = ListenerPlan(spec, factory, context, handshake, limit, faults or None)
         else:
             plan = ListenerPlan(spec, factory, reading_limit=limit, faults=faults or None)
+        plan = attrs.evolve(plan, identity=identity)
         if spec.proxy is not None:
             trusted = parse_networks(config.proxy_trusted)
             plan = attrs.evolve(plan, proxy=ProxyGate(spec.proxy, trusted, config.proxy_timeout))

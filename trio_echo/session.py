@@ -57,8 +57,8 @@ class SessionResult:
 
 
 def show_reply(protocol: WireProtocol, reply: bytes) -> str:
-    """A reply as a terminal shows it: escaped, a greeting without its newline."""
-    if protocol is WireProtocol.GREETING and reply.endswith(b"\n"):
+    """A reply as a terminal shows it: escaped, a greeting or whoami line without its newline."""
+    if protocol in (WireProtocol.GREETING, WireProtocol.WHOAMI) and reply.endswith(b"\n"):
         reply = reply[:-1]
     return escape(reply)
 
@@ -82,7 +82,8 @@ class ClientSession:
         self._reporting = report is not silent
         """False for a silent report: the lines are then not even made (the hot path)."""
         self._current = b""
-        self._keep = keep_exchanges
+        self._keep = keep_exchanges or config.protocol is WireProtocol.WHOAMI
+        # A whoami session's one answer is what a run of many summarises: always kept.
         self.where = str(config.target)
         """The server, as errors name it."""
         self.exchanges: list[Exchange] = []

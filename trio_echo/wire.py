@@ -6,7 +6,7 @@ import enum
 
 
 class WireProtocol(enum.Enum):
-    """The three wire protocols (DESIGN.md section 2)."""
+    """The wire protocols (DESIGN.md section 2)."""
 
     REPLY = "reply"
     """Every chunk read goes back as ``Re:`` + at most 124 bytes (the note's pair A)."""
@@ -14,3 +14,12 @@ class WireProtocol(enum.Enum):
     """One line in, ``Hello From Server\\n`` out, close (the note's pair B)."""
     ECHO = "echo"
     """RFC 862: every byte back unchanged until the peer closes."""
+    WHOAMI = "whoami"
+    """As the connection opens, one JSON line saying who the server is and whom it sees; close."""
+
+
+CONVERSATIONAL = (WireProtocol.REPLY, WireProtocol.GREETING, WireProtocol.ECHO)
+"""The protocols whose client speaks first and whose server answers what it sent.
+
+``whoami`` is not one: its server speaks first and answers the same whatever it is sent.
+"""

@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ..codec.whoami import NAMELESS, Identity
 from ..connection_log import EventSink, ServerStats
 from ..faults.spec import FaultSpec
 from ..transport.datagram_service import Answer, DatagramResponder, is_peer_error
@@ -48,13 +49,20 @@ class DatagramService:
         faults: FaultSpec | None = None,
         seed: int = 0,
         sleep: Callable[[float], None] = time.sleep,
+        identity: Identity = NAMELESS,
     ) -> None:
         sock.setblocking(False)
         self._clock = clock
         self._receive_size = receive_size
         self._sleep = sleep
         self.responder = DatagramResponder(
-            listener, policy=policy, sink=sink, stats=stats, faults=faults, seed=seed
+            listener,
+            policy=policy,
+            sink=sink,
+            stats=stats,
+            faults=faults,
+            seed=seed,
+            identity=identity,
         )
         """The listener's decisions and counts (its guard included)."""
         self._socket = InterruptibleSocket(sock)

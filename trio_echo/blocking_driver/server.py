@@ -19,7 +19,7 @@ import attrs
 
 from ..address import Address
 from ..capacity_log import CapacityLog
-from ..codec import ServerCodec
+from ..codec import Opening, ServerCodec
 from ..codec.proxy_header import ProxyHeaderError
 from ..config import ServerConfig
 from ..connection_log import ConnectionLog, EventSink, LoggingSink, ServerStats
@@ -138,6 +138,7 @@ class BlockingServer:
             faults=bound.faults,
             seed=self.config.seed,
             sleep=self.runtime.sleep,
+            identity=bound.identity,
         )
         self._datagram_services.append(service)
         return bound, address, service.run
@@ -285,7 +286,8 @@ class BlockingServer:
             try:
                 if plan.tls is not None:
                     stream = self._handshake(stream, plan)
-                ending = self._converse(stream, conversation, plan.reading_limit, occupant)
+                opening = plan.opening(peer, via) if conversation.speaks_first else None
+                ending = self._converse(stream, conversation, plan, opening, occupant)
             except Exception as exc:
                 if self._aborting and isinstance(exc, OSError):
                     ending = Ending.SHUT_DOWN
@@ -350,18 +352,28 @@ class BlockingServer:
         return secure
 
     def _converse(
-        self, stream: Stream, conversation: Conversation, limit: float, occupant: _Occupant
+        self,
+        stream: Stream,
+        conversation: Conversation,
+        plan: ListenerPlan,
+        opening: Opening | None,
+        occupant: _Occupant,
     ) -> Ending:
         """Run the phases of :mod:`~trio_echo.lifecycle` to the connection's ending.
 
-        Reading must be over within *limit* seconds from now (a greeting
-        line's deadline; ``math.inf`` for none), whatever the idle timeout.
+        Reading must be over within the plan's reading limit from now (a
+        greeting line's deadline; ``math.inf`` for none), whatever the idle
+        timeout. A conversation the server opens starts with *opening*.
         """
         size, timeouts, clock = self.config.receive_size, self._timeouts, self.runtime.monotonic
         idle, patience = self.config.idle_timeout, self.config.send_timeout
+        limit = plan.reading_limit
         cap = math.inf if limit == math.inf else clock() + limit
         outgoing = b""
         step: Phase | Ending = Phase.READING
+        if opening is not None:
+            outgoing = conversation.open(opening)
+            step = next_phase(bool(outgoing), conversation.finished, conversation.peer_closed)
         while step is Phase.READING or step is Phase.SENDING:
             if step is Phase.READING:
                 timeout = idle if cap == math.inf else _within(idle, cap - clock())

@@ -31,6 +31,7 @@ from ..session import Report, SessionResult, describe_datagram_report, silent
 from ..transport.spec import ListenSpec, parse_target
 from ..transport.tls import TlsClientSettings
 from ..trio_driver import run_client as run_trio_client
+from ..whoami_tally import WhoamiTally
 from .common import EXIT_FAILED, EXIT_OK, build_config, fail_line, show, usage_error
 from .progress import progress_line
 
@@ -46,9 +47,9 @@ def client_command(args: argparse.Namespace) -> int:
     target = attrs.evolve(target, protocol=protocol)
     if args.duration is not None and args.count is not None:
         usage_error("--count and --duration both say when a session ends: give one")
-    if protocol is WireProtocol.GREETING and args.count not in (None, 1):
+    if protocol in (WireProtocol.GREETING, WireProtocol.WHOAMI) and args.count not in (None, 1):
         usage_error(
-            f"--count must be 1 with --protocol greeting, not {args.count}: the server "
+            f"--count must be 1 with --protocol {protocol.value}, not {args.count}: the server "
             "answers one line and closes (--connections N holds N sessions)"
         )
     tls = build_config(
@@ -84,6 +85,8 @@ def client_command(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - started
     if args.json:
         figures = run_figures(config, tally, seconds, stopped_by)
+        if config.protocol is WireProtocol.WHOAMI:
+            figures["whoami"] = _whoami_tally(results).fields()
         print(json.dumps(figures, sort_keys=False), flush=True)
         if stopped_by is not None:
             return 128 + stopped_by
@@ -249,6 +252,8 @@ def _report_results(
         for group in tally.failures():
             print(fail_line(describe_failures(group)), file=sys.stderr)
         show(summary_line(config, tally, seconds))
+        if config.protocol is WireProtocol.WHOAMI:
+            _show_whoami(results)
     else:
         datagrams = results[0].datagrams
         if datagrams is not None:
@@ -257,6 +262,18 @@ def _report_results(
             error = failures[0].error
             print(fail_line(f"{error}{_hint(getattr(error, 'errno', None))}"), file=sys.stderr)
     return EXIT_FAILED if failures else EXIT_OK
+
+
+def _show_whoami(results: Sequence[SessionResult]) -> None:
+    """The servers that answered a whoami run, and whom they saw, with counts."""
+    for line in _whoami_tally(results).lines():
+        show(line)
+
+
+def _whoami_tally(results: Sequence[SessionResult]) -> WhoamiTally:
+    whoami = WhoamiTally()
+    whoami.add_results(results)
+    return whoami
 
 
 def summary_line(config: ClientConfig, tally: ClientTally, seconds: float) -> str:

@@ -247,6 +247,12 @@ def build_parser() -> argparse.ArgumentParser:
             "1 serves in this process (default: %(default)s)"
         ),
     )
+    serve.add_argument(
+        "--name",
+        default=None,
+        metavar="NAME",
+        help="what whoami answers call this server (default: the host name)",
+    )
     serve.set_defaults(command=serve_command)
 
     client = commands.add_parser("client", help="run a client", description="Run a client.")

@@ -27,7 +27,7 @@ import trio
 
 from ..address import Address
 from ..blocking_driver import BlockingServer
-from ..config import ServerConfig, WireProtocol
+from ..config import ServerConfig, WireProtocol, host_name
 from ..connection_log import EventSink, LoggingSink, ServerStats
 from ..escape import escape_text
 from ..faults.spec import merge_faults
@@ -74,6 +74,7 @@ def serve_command(args: argparse.Namespace) -> int:
         stats_every=args.stats_every,
         proxy_timeout=args.proxy_timeout,
         proxy_trusted=args.proxy_trusted,
+        name=host_name() if args.name is None else args.name,
     )
     output = Output(json=args.log_format == "json")
     output.configure_logging(args.log_level)

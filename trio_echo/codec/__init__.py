@@ -9,7 +9,7 @@ Both drivers, the CLI and the testing helpers speak through it.
 from __future__ import annotations
 
 from ..config import WireProtocol
-from .base import ClientCodec, ServerCodec
+from .base import ClientCodec, Opening, ServerCodec
 from .datagram import (
     MAX_REPLY_DATAGRAM,
     Arrival,
@@ -24,6 +24,7 @@ from .echo import EchoClient, EchoServer
 from .events import ClientEvent, Close, Discarded, Received, ReplyReceived, Send, ServerEvent
 from .greeting import SERVER_GREETING, GreetingClient, GreetingServer
 from .reply import MAX_PIECE, ReplyClient, ReplyMatcher, ReplyServer, reply_for
+from .whoami import NAMELESS, Identity, WhoamiClient, WhoamiServer
 
 __all__ = [
     "MAX_PIECE",
@@ -40,7 +41,9 @@ __all__ = [
     "EchoServer",
     "GreetingClient",
     "GreetingServer",
+    "Identity",
     "MessageOutcome",
+    "Opening",
     "Received",
     "ReplyClient",
     "ReplyMatcher",
@@ -50,6 +53,8 @@ __all__ = [
     "ServerCodec",
     "ServerEvent",
     "SessionLimits",
+    "WhoamiClient",
+    "WhoamiServer",
     "answer_datagram",
     "client_codec",
     "reply_for",
@@ -58,8 +63,15 @@ __all__ = [
 ]
 
 
-def server_codec(protocol: WireProtocol, *, max_line: int = 65536) -> ServerCodec:
-    """A fresh server side for one connection speaking *protocol*."""
+def server_codec(
+    protocol: WireProtocol, *, max_line: int = 65536, identity: Identity | None = None
+) -> ServerCodec:
+    """A fresh server side for one connection speaking *protocol*.
+
+    ``whoami`` reports *identity* (a nameless one, pid 0, when none is given).
+    """
+    if protocol is WireProtocol.WHOAMI:
+        return WhoamiServer(identity if identity is not None else NAMELESS)
     if protocol is WireProtocol.GREETING:
         return GreetingServer(max_line)
     if protocol is WireProtocol.ECHO:
@@ -69,6 +81,8 @@ def server_codec(protocol: WireProtocol, *, max_line: int = 65536) -> ServerCode
 
 def client_codec(protocol: WireProtocol, *, max_line: int = 65536) -> ClientCodec:
     """A fresh client side for one connection speaking *protocol*."""
+    if protocol is WireProtocol.WHOAMI:
+        return WhoamiClient()
     if protocol is WireProtocol.GREETING:
         return GreetingClient(max_line)
     if protocol is WireProtocol.ECHO:

@@ -10,10 +10,25 @@ output leaves as bytes and events.
 from __future__ import annotations
 
 import abc
+from typing import ClassVar
+
+import attrs
 
 from ..errors import IncompleteReply, LocalProtocolError, UnexpectedData
 from ..escape import escape
 from .events import ClientEvent, Close, Received, Send, ServerEvent
+
+
+@attrs.frozen
+class Opening:
+    """What a server knows of a connection as it opens, for a protocol that speaks first."""
+
+    listener: str
+    """The listener's spec, as the server shows it (``tcp://127.0.0.1:7``)."""
+    client: str
+    """The address the server saw (behind a ``?proxy=`` listener, the proxy's)."""
+    original: str | None = None
+    """The client's address a PROXY header gave; None without one."""
 
 
 class ServerCodec(abc.ABC):
@@ -34,6 +49,24 @@ class ServerCodec(abc.ABC):
     def peer_closed(self) -> bool:
         """True once :meth:`receive_eof` has been called: the peer ended its side."""
         return self._peer_closed
+
+    speaks_first: ClassVar[bool] = False
+    """True for a protocol whose server sends before reading (``whoami``): see :meth:`open`."""
+
+    def open(self, opening: Opening) -> list[ServerEvent]:
+        """The events as the connection opens, before anything is read.
+
+        Empty for a protocol whose client speaks first; a driver need only
+        call it when :attr:`speaks_first` is set.
+        """
+        if self._finished:
+            raise LocalProtocolError("the conversation is over: it cannot open again")
+        events = self._on_open(opening)
+        self._finished = bool(events) and isinstance(events[-1], Close)
+        return events
+
+    def _on_open(self, opening: Opening) -> list[ServerEvent]:
+        return []
 
     def receive_data(self, data: bytes) -> list[ServerEvent]:
         """Feed bytes read from the peer; return what happened and what to send.

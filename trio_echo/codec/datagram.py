@@ -54,6 +54,8 @@ def answer_datagram(protocol: WireProtocol, data: bytes) -> list[bytes]:
         return [bytes(data)]
     if protocol is WireProtocol.GREETING:
         return [SERVER_GREETING]
+    if protocol is WireProtocol.WHOAMI:
+        raise LocalProtocolError("a whoami answer depends on the server: see codec.whoami")
     starts = range(0, max(len(data), 1), MAX_PIECE)
     return [reply_for(bytes(data[start : start + MAX_PIECE])) for start in starts]
 

@@ -30,7 +30,9 @@ from typing import Any
 import attrs
 
 from ..address import UNKNOWN, Address
+from ..codec.base import Opening
 from ..codec.datagram import answer_datagram
+from ..codec.whoami import NAMELESS, Identity, answer_line
 from ..connection_log import DatagramAnswered, EventSink, ServerStats, wants_messages
 from ..escape import escape_text
 from ..faults.plan import plan_datagram
@@ -148,6 +150,7 @@ class DatagramResponder:
         log: logging.Logger = logger,
         faults: FaultSpec | None = None,
         seed: int = 0,
+        identity: Identity = NAMELESS,
     ) -> None:
         self.listener = str(listener)
         """The listener's spec, as events name it."""
@@ -168,6 +171,7 @@ class DatagramResponder:
         self._seed = seed
         self._datagrams = 0
         self._held: Answer | None = None
+        self._identity = identity
 
     @property
     def socket_errors(self) -> int:
@@ -187,9 +191,15 @@ class DatagramResponder:
         if verdict is not Verdict.ANSWER:
             self._stats.refuse_datagram(len(data))
             return Answer(sockaddr, peer, data, verdict, ())
-        replies = tuple(answer_datagram(self.protocol, data))
+        replies = self._replies(data, peer)
         answer = Answer(sockaddr, peer, data, verdict, replies)
         return self._misbehave(answer) if self._faults else answer
+
+    def _replies(self, data: bytes, peer: Address) -> tuple[bytes, ...]:
+        """The datagrams answering *data* from *peer*: one whoami line, else the codec's rule."""
+        if self.protocol is WireProtocol.WHOAMI:
+            return (answer_line(self._identity, Opening(self.listener, str(peer))),)
+        return tuple(answer_datagram(self.protocol, data))
 
     def _misbehave(self, answer: Answer) -> Answer:
         """*answer* as the fault plan of its datagram (numbered 1, 2, 3... per listener) says."""

@@ -20,6 +20,7 @@ from typing import Any
 
 import trio
 
+from ..codec.whoami import NAMELESS, Identity
 from ..connection_log import EventSink, ServerStats
 from ..faults.spec import FaultSpec
 from ..transport.datagram_service import Answer, DatagramResponder, is_peer_error
@@ -37,6 +38,7 @@ async def serve_datagrams(
     receive_size: int = 65536,
     faults: FaultSpec | None = None,
     seed: int = 0,
+    identity: Identity = NAMELESS,
 ) -> None:
     """Answer every datagram *sock* receives until cancelled.
 
@@ -48,7 +50,13 @@ async def serve_datagrams(
     raised.
     """
     responder = DatagramResponder(
-        listener, policy=policy, sink=sink, stats=stats, faults=faults, seed=seed
+        listener,
+        policy=policy,
+        sink=sink,
+        stats=stats,
+        faults=faults,
+        seed=seed,
+        identity=identity,
     )
     while True:
         received = await _receive(sock, responder, receive_size)

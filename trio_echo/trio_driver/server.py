@@ -141,6 +141,7 @@ class TrioServer:
             receive_size=self.config.receive_size,
             faults=opened.plan.faults,
             seed=self.config.seed,
+            identity=opened.plan.identity,
         )
 
     @property
@@ -267,6 +268,11 @@ class TrioServer:
                 seat = occupant.seat = _seat_for(stream)
                 outgoing = b""
                 step: Phase | Ending = Phase.READING
+                if conversation.speaks_first:
+                    outgoing = conversation.open(plan.opening(peer, via))
+                    step = next_phase(
+                        bool(outgoing), conversation.finished, conversation.peer_closed
+                    )
                 while step is Phase.READING or step is Phase.SENDING:
                     if step is Phase.READING:
                         if seat is not None:
