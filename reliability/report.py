@@ -89,7 +89,7 @@ Regenerate this file with:
 {COMMAND}
 ```
 
-It takes under a minute on an idle machine, never more than a few, and stops every process it
+It takes about two minutes on an idle machine, never more than a few, and stops every process it
 starts. `{COMMAND} --help` lists options (one driver, some cases, no write).
 
 - Machine: {machine_line}
