@@ -199,15 +199,20 @@ def threaded(clients: int, session: Callable[[float], int]) -> Callable[[float],
     return load
 
 
+def _exchange(sock: socket.socket) -> None:
+    """One round trip: send :data:`MESSAGE`, read until its whole echo is in."""
+    sock.sendall(MESSAGE)
+    received = 0
+    while received < len(MESSAGE):
+        received += len(sock.recv(65536))
+
+
 def round_trips(connect: Callable[[], socket.socket]) -> Callable[[float], int]:
     def session(deadline: float) -> int:
         done = 0
         with connect() as sock:
             while time.monotonic() < deadline:
-                sock.sendall(MESSAGE)
-                received = 0
-                while received < len(MESSAGE):
-                    received += len(sock.recv(65536))
+                _exchange(sock)
                 done += 1
         return done
 
@@ -219,10 +224,7 @@ def handshakes(connect: Callable[[], socket.socket]) -> Callable[[float], int]:
         done = 0
         while time.monotonic() < deadline:
             with connect() as sock:
-                sock.sendall(MESSAGE)
-                received = 0
-                while received < len(MESSAGE):
-                    received += len(sock.recv(65536))
+                _exchange(sock)
             done += 1
         return done
 

@@ -302,3 +302,10 @@ def test_reading_what_the_parser_wants_never_takes_a_byte_past_the_header(
         if parsed is not None:
             break
     assert parsed.rest == b"" and data[offset:] == rest
+
+
+def test_an_empty_read_is_the_end_of_input() -> None:
+    parser = ProxyHeaderParser(ProxyVersion.ANY)
+    assert parser.receive_read(b"PROXY ") is None
+    with pytest.raises(TruncatedProxyHeader):
+        parser.receive_read(b"")

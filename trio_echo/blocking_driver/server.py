@@ -328,9 +328,7 @@ class BlockingServer:
                     raise gate.timed_out() from None
                 except OSError:
                     data = b""
-                if not data:
-                    parser.receive_eof()
-                parsed = parser.receive_data(data)
+                parsed = parser.receive_read(data)
                 if parsed is not None:
                     return original_peer(parsed.header, peer)
         except ProxyHeaderError as exc:

@@ -148,6 +148,12 @@ class ProxyHeaderParser:
             self._buffer.clear()
         return parsed
 
+    def receive_read(self, data: bytes | bytearray) -> ParsedHeader | None:
+        """What one read gave, as a driver sees it: empty *data* means the peer closed."""
+        if not data:
+            self.receive_eof()
+        return self.receive_data(data)
+
     def receive_eof(self) -> NoReturn:
         """The peer closed before the header was complete: always an error."""
         raise TruncatedProxyHeader(

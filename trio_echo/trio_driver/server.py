@@ -465,9 +465,7 @@ async def _read_proxy_header(
                     data = await stream.receive_some(parser.wanted)
                 except (trio.BrokenResourceError, OSError):
                     data = b""
-                if not data:
-                    parser.receive_eof()
-                parsed = parser.receive_data(data)
+                parsed = parser.receive_read(data)
                 if parsed is not None:
                     return original_peer(parsed.header, peer)
         raise gate.timed_out()
