@@ -180,6 +180,23 @@ def test_restart_back_off_doubles_while_replacements_die_young() -> None:
         RestartPolicy(per_minute=0)
 
 
+@pytest.mark.parametrize("kind", [socket.SOCK_STREAM, socket.SOCK_DGRAM], ids=["tcp", "udp"])
+def test_a_port_another_server_shares_out_is_taken_not_joined(kind: socket.SocketKind) -> None:
+    """Another server's SO_REUSEPORT sockets would let a second one bind beside them."""
+    with socket.socket(socket.AF_INET, kind) as other:
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        other.bind(("127.0.0.1", 0))
+        if kind == socket.SOCK_STREAM:
+            other.listen(1)
+        port = other.getsockname()[1]
+        scheme = "tcp" if kind == socket.SOCK_STREAM else "udp"
+        result = run_cli("serve", "--listen", f"{scheme}://127.0.0.1:{port}", "--workers", "2")
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"trio-echo: listen on {scheme}://127.0.0.1:{port}: Address already in use (errno 98)"
+    ], result.stderr
+
+
 @pytest.mark.parametrize("driver", DRIVERS)
 def test_a_taken_port_is_one_line_and_exit_1(driver: str) -> None:
     with occupied_port() as port:

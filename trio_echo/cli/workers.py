@@ -289,9 +289,11 @@ class Supervisor:
             self._inherited[sockets.bind_key(shared)] = socks
             return shared
         # Bound here first, so a taken port is this process's one-line error, and a
-        # port 0 is chosen once; held until every worker has bound it too.
+        # port 0 is chosen once; held until every worker has bound it too. A port
+        # another server shares out with SO_REUSEPORT counts as taken.
         kind = Transport.TCP if spec.transport.is_stream else Transport.UDP
         as_bound = ListenSpec(transport=kind, host=spec.host, port=spec.port)  # as drivers do
+        sockets.ensure_unclaimed(as_bound)
         socks = sockets.bind(as_bound, backlog=backlog, reuse_port=True)
         self._held.extend(socks)
         return _with_port(spec, socks)

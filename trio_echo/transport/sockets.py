@@ -170,7 +170,24 @@ def _doing(spec: ListenSpec) -> str:
 # -- network: TCP, TLS, UDP ---------------------------------------------------------------------
 
 
-def _bind_network(spec: ListenSpec, backlog: int, reuse_port: bool) -> list[socket.socket]:
+def ensure_unclaimed(spec: ListenSpec) -> None:
+    """Raise ``AddressInUse`` if anything holds *spec*'s port, even a socket that shares it.
+
+    Sockets that all set ``SO_REUSEPORT`` may bind one port together: a
+    second server told to listen where a first one listens that way would
+    silently take half its traffic. Binding once without the option, and
+    without listening (so no client can reach the probe), tells the two cases
+    apart. Port 0 is never claimed.
+    """
+    if spec.port == 0:
+        return
+    for sock in _bind_network(spec, 1, reuse_port=False, listening=False):
+        sock.close()
+
+
+def _bind_network(
+    spec: ListenSpec, backlog: int, reuse_port: bool, *, listening: bool = True
+) -> list[socket.socket]:
     assert spec.host is not None and spec.port is not None
     kind = socket.SOCK_STREAM if spec.transport.is_stream else socket.SOCK_DGRAM
     try:
@@ -181,9 +198,8 @@ def _bind_network(spec: ListenSpec, backlog: int, reuse_port: bool) -> list[sock
     attempts = PORT_RETRIES if spec.port == 0 and len(addresses) > 1 else 1
     for attempt in range(attempts):
         try:
-            return _bind_each(
-                addresses, spec.port, backlog if spec.transport.is_stream else None, reuse_port
-            )
+            listen_backlog = backlog if spec.transport.is_stream and listening else None
+            return _bind_each(addresses, spec.port, listen_backlog, reuse_port)
         except _LaterAddressInUse as taken:
             if attempt + 1 == attempts:
                 raise from_os_error(taken.error, _doing(spec)) from None
