@@ -171,7 +171,7 @@ def publish(results: dict[str, Any], source: Path) -> int:
     for name in ("RESULTS.md", "results.png", "results.json"):
         print(f"wrote {HERE / name}")
     print()
-    print(report.short_table(results, summary))
+    print(report.summary_markdown(results, summary))
     return 0
 
 
