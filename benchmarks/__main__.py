@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="run the suite; write JSON, markdown and a chart")
-    run.add_argument("--quick", action="store_true", help="short rounds: a minute or two")
+    run.add_argument("--quick", action="store_true", help="a smoke run, about 5 minutes")
     run.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output directory")
     _add_source_options(run)
     run.add_argument("--servers", help=f"comma-separated subset of: {', '.join(BY_KEY)}")
