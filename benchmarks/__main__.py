@@ -1,6 +1,7 @@
 """``python -m benchmarks``: run the suite, rebuild its reports, publish, profile.
 
-python -m benchmarks run [--quick] [--out DIR] [--servers K,...] [--workloads W1,...]
+python -m benchmarks run [--quick] [--out DIR] [--parts core,transports,client,workers]
+                         [--servers K,...] [--workloads W1,...]
 python -m benchmarks report [RESULTS_JSON]
 python -m benchmarks publish [RESULTS_JSON]
 python -m benchmarks profile [--servers K,...] [--workload W2] [--duration S]
@@ -16,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import build, report, servers, suite
+from . import build, parts, report, servers, suite
 from .servers import BY_KEY
 
 HERE = Path(__file__).resolve().parent
@@ -49,11 +50,15 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="run the suite; write JSON, markdown and a chart")
-    run.add_argument("--quick", action="store_true", help="short rounds: a minute or two")
+    run.add_argument("--quick", action="store_true", help="a smoke run, about 5 minutes")
     run.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output directory")
     _add_source_options(run)
     run.add_argument("--servers", help=f"comma-separated subset of: {', '.join(BY_KEY)}")
-    run.add_argument("--workloads", help="comma-separated subset of W1..W7")
+    run.add_argument("--workloads", help="comma-separated subset of W1..W7 (the core part)")
+    run.add_argument(
+        "--parts",
+        help=f"comma-separated subset of: {', '.join(parts.PARTS)} (default: all)",
+    )
     run.add_argument("--rounds", type=int, help="measured rounds (default: 5, quick 2)")
     run.add_argument("--duration", type=float, help="seconds counted per measurement")
     run.add_argument("--idle-connections", type=int, help="W7 connections (default: 10000)")
@@ -102,11 +107,17 @@ def main(argv: list[str] | None = None) -> int:
                 plan = suite.Plan(**{**plan.__dict__, "duration_s": args.duration})
             if args.idle_connections:
                 plan = suite.Plan(**{**plan.__dict__, "idle_connections": args.idle_connections})
+            chosen_parts = _keys(args.parts) or list(parts.PARTS)
+            unknown = set(chosen_parts) - set(parts.PARTS)
+            if unknown:
+                run.error(f"unknown part: {', '.join(sorted(unknown))}")
             results = suite.run_suite(
                 plan,
                 args.out,
                 server_keys=_keys(args.servers),
                 workload_keys=_keys(args.workloads),
+                part_keys=chosen_parts,
+                parts_plan=parts.QUICK_PARTS if args.quick else parts.FULL_PARTS,
             )
             paths = report.write_reports(results, args.out)
             print(f"wrote {args.out / 'results.json'}")
@@ -160,7 +171,7 @@ def publish(results: dict[str, Any], source: Path) -> int:
     for name in ("RESULTS.md", "results.png", "results.json"):
         print(f"wrote {HERE / name}")
     print()
-    print(report.short_table(results, summary))
+    print(report.summary_markdown(results, summary))
     return 0
 
 

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from . import parts_report
+
 BASELINE = "asyncio-streams"
 PAIRS: tuple[tuple[str, str], ...] = (
     ("trio-echo", "asyncio-streams"),
@@ -25,6 +27,18 @@ SHORT = {
     "trio-tutorial": "Trio tutorial",
     "c-epoll": "C epoll (ceiling)",
 }
+CPU_PAIRS: tuple[tuple[str, str, str], ...] = (
+    ("total", "trio-echo", "uvloop-protocol"),
+    ("user", "trio-echo", "uvloop-protocol"),
+    ("total", "trio-echo", "c-epoll"),
+)
+"""CPU-per-request ratios reported, (which CPU, server, against): each computed per
+round, then the median taken. Below 1 means trio-echo spent less CPU per request."""
+CPU_GOALS = {"W1": 1.0, "W2": 1.0, "W3": 1.0, "W4": 1.0, "W5": 1.0, "W6": 1.5}
+"""The most trio-echo's total CPU per request may be, as a multiple of uvloop Protocol's."""
+CPU_GOAL_PAIR = "total trio-echo/uvloop-protocol"
+MEMORY_GOAL_KIB = 4.0
+"""The most server RSS per idle connection (W7) trio-echo (Trio driver) may use."""
 UNIT_SHORT = {"req/s": "req/s", "msg/s": "msg/s", "MB/s": "MB/s", "sessions/s": "sess/s"}
 
 
@@ -43,11 +57,18 @@ def _median(values: Sequence[float]) -> float:
 def summarize(results: dict[str, Any]) -> dict[str, Any]:
     """Per workload and server: median, spread and the rest; per pair: ratios."""
     rows: list[dict[str, Any]] = results["measurements"]
-    summary: dict[str, Any] = {"cells": {}, "ratios": {}, "flags": [], "failures": []}
+    summary: dict[str, Any] = {
+        "cells": {},
+        "ratios": {},
+        "cpu_ratios": {},
+        "flags": [],
+        "failures": [],
+    }
     for w_key, workload in results["workloads"].items():
         higher = workload["higher_is_better"]
         cells: dict[str, Any] = {}
         by_round: dict[str, dict[int, float]] = {}
+        cpu_by_round: dict[str, dict[str, dict[int, float]]] = {"total": {}, "user": {}}
         for s_key in results["servers"]:
             ms = [
                 m
@@ -66,6 +87,11 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
                         f"{_busy(m):.0%} of the window, CPU {m['generator_cpu']:.0%}"
                     )
             by_round[s_key] = {m["round"]: m["value"] for m in good}
+            if workload["mode"] != "idle":
+                cpu_by_round["total"][s_key] = {
+                    m["round"]: m["server_user_us"] + m["server_sys_us"] for m in good
+                }
+                cpu_by_round["user"][s_key] = {m["round"]: m["server_user_us"] for m in good}
             if not good:
                 cells[s_key] = {"n": 0, "failed": len(ms)}
                 continue
@@ -121,7 +147,63 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
                     "n": len(per_round),
                 }
         summary["ratios"][w_key] = ratios
+        summary["cpu_ratios"][w_key] = cpu_ratios(cpu_by_round)
+    summary["parts"] = parts_report.summarize_parts(results)
     return summary
+
+
+def per_round_ratio(a: dict[int, float], b: dict[int, float]) -> dict[str, Any] | None:
+    """a / b in each round both have, summarized as median, min, max and count."""
+    per_round = [a[r] / b[r] for r in sorted(set(a) & set(b)) if a[r] > 0 and b[r] > 0]
+    if not per_round:
+        return None
+    return {
+        "median": _median(per_round),
+        "min": min(per_round),
+        "max": max(per_round),
+        "n": len(per_round),
+    }
+
+
+def cpu_ratios(cpu_by_round: dict[str, dict[str, dict[int, float]]]) -> dict[str, Any]:
+    """The :data:`CPU_PAIRS` of one workload, keyed ``"total trio-echo/uvloop-protocol"``."""
+    found: dict[str, Any] = {}
+    for kind, a, b in CPU_PAIRS:
+        rounds = cpu_by_round[kind]
+        if a in rounds and b in rounds:
+            ratio = per_round_ratio(rounds[a], rounds[b])
+            if ratio is not None:
+                found[f"{kind} {a}/{b}"] = ratio
+    return found
+
+
+def goals(results: dict[str, Any], summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each goal the run can judge: what, the goal, the figure, and whether it was met."""
+    found: list[dict[str, Any]] = []
+    for w_key, limit in CPU_GOALS.items():
+        ratio = summary.get("cpu_ratios", {}).get(w_key, {}).get(CPU_GOAL_PAIR)
+        if ratio is None:
+            continue
+        found.append(
+            {
+                "what": f"{w_key} total CPU per request, trio-echo / uvloop Protocol",
+                "goal": f"≤ {limit:.1f}x",
+                "figure": f"{ratio['median']:.2f}x",
+                "met": ratio["median"] <= limit,
+            }
+        )
+    for w_key, w in results["workloads"].items():
+        cell = summary["cells"][w_key].get("trio-echo", {})
+        if w["mode"] == "idle" and cell.get("n"):
+            found.append(
+                {
+                    "what": f"{w_key} server RSS per idle connection, trio-echo",
+                    "goal": f"≤ {MEMORY_GOAL_KIB:g} KiB",
+                    "figure": f"{cell['median']:.2f} KiB",
+                    "met": cell["median"] <= MEMORY_GOAL_KIB,
+                }
+            )
+    return found
 
 
 def _fmt(value: float) -> str:
@@ -170,6 +252,24 @@ def short_table(results: dict[str, Any], summary: dict[str, Any]) -> str:
             row.append(_fmt(c["p99_us"]) if c.get("n") else "-")
         lines.append("| " + " | ".join([*row, "", "", ""]) + " |")
     return "\n".join(lines) + "\n"
+
+
+def summary_markdown(results: dict[str, Any], summary: dict[str, Any]) -> str:
+    """The summary: the short table, trio-echo's CPU per request against uvloop
+    Protocol's and the C server's with the goals, and one line per other part."""
+    out = [short_table(results, summary)] if results["workloads"] else []
+    if any(summary["cpu_ratios"].values()):
+        out += [
+            "CPU per request, trio-echo over the other server (medians of per-round "
+            "ratios, min-max; below 1 means trio-echo spends less):\n",
+            cpu_ratio_table(results, summary),
+        ]
+    if results["workloads"]:
+        out.append(goals_list(results, summary))
+    lines = parts_report.summary_lines(summary["parts"])
+    if lines:
+        out.append("\n".join(f"- {line}" for line in lines) + "\n")
+    return "\n".join(out)
 
 
 def detail_tables(results: dict[str, Any], summary: dict[str, Any]) -> str:
@@ -261,6 +361,48 @@ def ratio_table(results: dict[str, Any], summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def cpu_ratio_table(results: dict[str, Any], summary: dict[str, Any]) -> str:
+    """CPU per request of trio-echo over uvloop Protocol's and the C server's, per
+    workload (medians of per-round ratios), with the goal and whether it was met."""
+    keys = [w for w, spec in results["workloads"].items() if spec["mode"] != "idle"]
+    found = summary.get("cpu_ratios", {})
+    if not any(found.get(w) for w in keys):
+        return "Not measured: the run had no trio-echo and uvloop Protocol side by side.\n"
+    lines = ["| | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
+    for kind, a, b in CPU_PAIRS:
+        pair = f"{kind} {a}/{b}"
+        if not any(pair in found.get(w, {}) for w in keys):
+            continue
+        row = [f"{kind} CPU per request, {SHORT.get(a, a)} / {SHORT.get(b, b).split(' (')[0]}"]
+        row += [_ratio(found.get(w, {}).get(pair)) for w in keys]
+        lines.append("| " + " | ".join(row) + " |")
+    goal_row, met_row = ["goal: total CPU per request / uvloop Protocol"], ["met"]
+    for w in keys:
+        limit = CPU_GOALS.get(w)
+        ratio = found.get(w, {}).get(CPU_GOAL_PAIR)
+        goal_row.append(f"≤ {limit:.1f}x" if limit is not None else "-")
+        if limit is None or ratio is None:
+            met_row.append("-")
+        else:
+            met_row.append("yes" if ratio["median"] <= limit else "**no**")
+    lines += ["| " + " | ".join(goal_row) + " |", "| " + " | ".join(met_row) + " |"]
+    return "\n".join(lines) + "\n"
+
+
+def goals_list(results: dict[str, Any], summary: dict[str, Any]) -> str:
+    """The goals as a markdown list, each with its figure and verdict."""
+    found = goals(results, summary)
+    if not found:
+        return "No goal could be judged from this run.\n"
+    return (
+        "\n".join(
+            f"- {g['what']}: {g['figure']} (goal {g['goal']}): {'met' if g['met'] else 'NOT met'}"
+            for g in found
+        )
+        + "\n"
+    )
+
+
 def ceiling_table(results: dict[str, Any], summary: dict[str, Any]) -> str:
     """The generator's ceiling (the C server) against the fastest Python server."""
     if "c-epoll" not in results["servers"]:
@@ -299,8 +441,12 @@ def chart(results: dict[str, Any], summary: dict[str, Any], path: Path) -> None:
     servers = [k for k in results["servers"] if not results["servers"][k]["reference"]]
     colors = plt.get_cmap("tab10")
     workloads = list(results["workloads"].items())
+    extra: list[parts_report.Panel] = []
+    if any(summary["cpu_ratios"].values()):
+        extra.append(lambda ax: _cpu_ratio_panel(ax, results, summary))
+    extra += parts_report.panels(summary["parts"])
     columns = 4
-    rows = (len(workloads) + 1 + columns - 1) // columns
+    rows = max(1, (len(workloads) + 1 + len(extra) + columns - 1) // columns)
     fig, axes = plt.subplots(rows, columns, figsize=(5.2 * columns, 4.6 * rows), squeeze=False)
     flat = [ax for row in axes for ax in row]
     for ax, (w_key, w) in zip(flat, workloads, strict=False):
@@ -349,17 +495,50 @@ def chart(results: dict[str, Any], summary: dict[str, Any], path: Path) -> None:
     ax.set_title("ratios per round, median (above 1 = trio-echo better)", fontsize=10)
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
-    for extra in flat[len(workloads) + 1 :]:
-        extra.axis("off")
+    for draw, panel in zip(extra, flat[len(workloads) + 1 :], strict=False):
+        draw(panel)
+    for unused in flat[len(workloads) + 1 + len(extra) :]:
+        unused.axis("off")
     machine = results["machine"]
     fig.suptitle(
         f"trio-echo and peers, {results['plan']['name']} run, {machine['date'][:10]}, "
         f"{machine['nproc']} CPUs ({machine['cpu_model']})",
         fontsize=12,
     )
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / (4.6 * rows)))  # room for the title
     fig.savefig(path, dpi=90)
     plt.close(fig)
+
+
+def _cpu_ratio_panel(ax: Any, results: dict[str, Any], summary: dict[str, Any]) -> None:
+    """trio-echo's CPU per request over uvloop Protocol's and the C server's, per
+    workload, with each workload's goal marked."""
+    keys = [w for w, spec in results["workloads"].items() if spec["mode"] != "idle"]
+    shown = [pair for pair in CPU_PAIRS if pair[0] == "total"]  # user alone: in the table
+    width = 0.8 / len(shown)
+    for j, (kind, a, b) in enumerate(shown):
+        pair = f"{kind} {a}/{b}"
+        xs, meds, lo, hi = [], [], [], []
+        for i, w in enumerate(keys):
+            r = summary["cpu_ratios"].get(w, {}).get(pair)
+            if r:
+                xs.append(i + (j - (len(shown) - 1) / 2) * width)
+                meds.append(r["median"])
+                lo.append(r["median"] - r["min"])
+                hi.append(r["max"] - r["median"])
+        label = f"{SHORT.get(a, a)} / {SHORT.get(b, b).split(' (')[0]}"
+        ax.bar(xs, meds, width, yerr=[lo, hi], capsize=2, label=label)
+    for i, w in enumerate(keys):
+        if w in CPU_GOALS:
+            ax.hlines(CPU_GOALS[w], i - 0.45, i + 0.45, colors="red", linestyles="dashed")
+    ax.axhline(1.0, color="black", linewidth=0.8)
+    ax.set_xticks(range(len(keys)))
+    ax.set_xticklabels(keys)
+    ax.set_title(
+        "total CPU per request, trio-echo over theirs\n(lower is better; red: goal)", fontsize=10
+    )
+    ax.legend(fontsize=7)
+    ax.grid(axis="y", alpha=0.3)
 
 
 def method_text(results: dict[str, Any]) -> str:
@@ -389,8 +568,10 @@ def method_text(results: dict[str, Any]) -> str:
 
 
 def results_markdown(results: dict[str, Any], summary: dict[str, Any], chart_name: str) -> str:
+    """The whole results page: machine, summary and goals, chart, method, every table."""
     machine = results["machine"]
     v = machine["versions"]
+    core = bool(results["workloads"])
     parts = [
         "# Benchmark results\n",
         "Regenerate with `python -m benchmarks run --trio-echo-rev HEAD` (about 20 "
@@ -408,28 +589,45 @@ def results_markdown(results: dict[str, Any], summary: dict[str, Any], chart_nam
         f"- date: {machine['date']}; {results['plan']['name']} run, "
         f"{results.get('elapsed_s', 0) / 60:.1f} minutes\n",
         "## Summary\n",
-        "Medians over the measured rounds (W7 in KiB of server RSS per idle connection, "
-        "lower is better; the rest higher is better). Ratios are medians of per-round ratios.\n",
-        short_table(results, summary),
-        f"![chart]({chart_name})\n",
-        "## Method\n",
-        method_text(results),
-        "## Ratios\n",
-        ratio_table(results, summary),
-        "## Generator ceiling\n",
-        "The same generator against a minimal C epoll server: the generator drove at "
-        "least this much load here. Where it was busy less than 90% of the window even "
-        "against the C server, that figure was set by the CPU share the two processes "
-        "got, not by the generator. Headroom is the ceiling over the fastest Python "
-        "server's result; every other server ran further below it.\n",
-        ceiling_table(results, summary),
-        "## Per workload\n",
-        detail_tables(results, summary),
     ]
-    notes = results.get("skipped", []) + summary["failures"] + summary["flags"]
+    if core:
+        parts.append(
+            "Medians over the measured rounds (W7 in KiB of server RSS per idle connection, "
+            "lower is better; the rest higher is better). Ratios are medians of per-round "
+            "ratios. The CPU table sets trio-echo's server CPU per request (user + sys, and "
+            "user alone) against uvloop Protocol's and the C epoll server's, each ratio "
+            "computed in a round from measurements seconds apart. The goals: at most uvloop "
+            "Protocol's total CPU per request on W1-W5, at most 1.5 times it on W6 (a new "
+            f"connection per session), at most {MEMORY_GOAL_KIB:g} KiB per idle connection "
+            "on W7.\n"
+        )
+    parts += [summary_markdown(results, summary), f"![chart]({chart_name})\n"]
+    if core:
+        parts += [
+            "## Method\n",
+            method_text(results),
+            "## Ratios\n",
+            ratio_table(results, summary),
+            "## Generator ceiling\n",
+            "The same generator against a minimal C epoll server: the generator drove at "
+            "least this much load here. Where it was busy less than 90% of the window even "
+            "against the C server, that figure was set by the CPU share the two processes "
+            "got, not by the generator. Headroom is the ceiling over the fastest Python "
+            "server's result; every other server ran further below it.\n",
+            ceiling_table(results, summary),
+        ]
+    parts.append(parts_report.parts_markdown(results, summary["parts"]))
+    if core:
+        parts += ["## Per workload\n", detail_tables(results, summary)]
+    notes = (
+        results.get("skipped", [])
+        + summary["failures"]
+        + summary["parts"]["failures"]
+        + summary["flags"]
+    )
     if notes:
         parts += ["## Notes\n", "\n".join(f"- {n}" for n in notes) + "\n"]
-    return "\n".join(parts)
+    return "\n".join(part for part in parts if part)
 
 
 def write_reports(results: dict[str, Any], out_dir: Path) -> dict[str, Path]:
@@ -443,5 +641,5 @@ def write_reports(results: dict[str, Any], out_dir: Path) -> dict[str, Path]:
     }
     chart(results, summary, paths["chart"])
     paths["markdown"].write_text(results_markdown(results, summary, paths["chart"].name))
-    paths["readme_table"].write_text(short_table(results, summary))
+    paths["readme_table"].write_text(summary_markdown(results, summary))
     return paths

@@ -68,6 +68,15 @@ def export_revision(revision: str) -> Path:
     return target
 
 
+def child_environment(is_trio_echo: bool) -> tuple[dict[str, str] | None, Path]:
+    """The environment and working directory of a server child: a trio-echo child
+    imports the chosen source tree (TRIO_ECHO_SOURCE) when one was given."""
+    if is_trio_echo and TRIO_ECHO_SOURCE is not None:
+        # ``python -m`` puts the working directory first on sys.path
+        return {**os.environ, "PYTHONPATH": str(TRIO_ECHO_SOURCE)}, TRIO_ECHO_SOURCE
+    return None, REPO
+
+
 _LISTENING = re.compile(r"listening on .*:(\d+)\s*$")
 
 
@@ -170,11 +179,7 @@ class ServerProcess:
     def start(self, timeout: float = 30.0) -> ServerProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("ab")
-        env, cwd = None, REPO
-        if self.spec.is_trio_echo and TRIO_ECHO_SOURCE is not None:
-            # ``python -m`` puts the working directory first on sys.path
-            env = {**os.environ, "PYTHONPATH": str(TRIO_ECHO_SOURCE)}
-            cwd = TRIO_ECHO_SOURCE
+        env, cwd = child_environment(self.spec.is_trio_echo)
         self._process = procs.spawn(
             self.spec.command(self.protocol), cwd=cwd, stderr=self._log, env=env
         )

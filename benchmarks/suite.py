@@ -17,7 +17,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from . import build, servers
+from . import build, parts, servers
 from .servers import BY_KEY, SERVERS, ServerProcess, ServerSpec
 from .workloads import Measurement, Workload, measure, workloads
 
@@ -177,15 +177,20 @@ def run_suite(
     *,
     server_keys: Sequence[str] | None = None,
     workload_keys: Sequence[str] | None = None,
+    part_keys: Sequence[str] = parts.PARTS,
+    parts_plan: parts.PartsPlan | None = None,
 ) -> dict[str, Any]:
-    """Run every workload against every server; write and return the results."""
+    """Run every workload against every server, then the other parts chosen
+    (:mod:`benchmarks.parts`); write and return the results."""
     build.build()
     out_dir.mkdir(parents=True, exist_ok=True)
     log_dir = out_dir / "logs"
     log_dir.mkdir(exist_ok=True)
     specs, skipped = select_servers(server_keys)
     chosen = [
-        w for w in workloads(plan.idle_connections) if not workload_keys or w.key in workload_keys
+        w
+        for w in workloads(plan.idle_connections)
+        if "core" in part_keys and (not workload_keys or w.key in workload_keys)
     ]
     total = 0
     for w in chosen:
@@ -211,6 +216,15 @@ def run_suite(
             measurements += _run_steady(w, specs, plan, log_dir, progress)
         results["measurements"] = [dataclasses.asdict(m) for m in measurements]
         _write_json(results, out_dir / "results.json")  # partial results survive an abort
+    extra = [p for p in part_keys if p != "core"]
+    if extra:
+        parts.run_parts(
+            extra,
+            parts_plan or parts.FULL_PARTS,
+            out_dir,
+            results,
+            lambda: _write_json(results, out_dir / "results.json"),
+        )
     results["machine"]["load_average_end"] = os.getloadavg()[0]
     results["elapsed_s"] = time.monotonic() - progress.started
     _write_json(results, out_dir / "results.json")

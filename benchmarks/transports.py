@@ -40,7 +40,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
-from .procs import cpu_seconds
+from .procs import cpu_split
+from .servers import child_environment
 from .workloads import jain_index
 
 HOST = "127.0.0.1"
@@ -56,8 +57,15 @@ def server(
     command: list[str], log: int | IO[str] = subprocess.DEVNULL
 ) -> Iterator[tuple[subprocess.Popen[str], int]]:
     """Start a server child, read its port from the announcement, SIGTERM it at the end."""
+    env, cwd = child_environment(command[:3] == TRIO_ECHO[:3])
     process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=log, text=True, start_new_session=True
+        command,
+        stdout=subprocess.PIPE,
+        stderr=log,
+        text=True,
+        start_new_session=True,
+        env=env,
+        cwd=cwd,
     )
     assert process.stdout is not None
     try:
@@ -78,11 +86,18 @@ def server(
 
 def family_cpu(pid: int) -> float:
     """CPU seconds of *pid* and every process below it (the workers of a supervisor)."""
-    total = 0.0
+    return sum(family_cpu_split(pid))
+
+
+def family_cpu_split(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of *pid* and every process below it."""
+    user = system = 0.0
     for child in [pid, *_descendants(pid)]:
         with contextlib.suppress(OSError):
-            total += cpu_seconds(child)
-    return total
+            child_user, child_system = cpu_split(child)
+            user += child_user
+            system += child_system
+    return user, system
 
 
 def _descendants(pid: int) -> list[int]:
@@ -131,12 +146,12 @@ def udp_load(port: int, clients: int = 8) -> Callable[[float], int]:
         while time.monotonic() < deadline:
             events = selector.select(0.2)
             for key, _ in events:
-                sock = key.fileobj
-                assert isinstance(sock, socket.socket)
+                ready = key.fileobj
+                assert isinstance(ready, socket.socket)
                 with contextlib.suppress(BlockingIOError, ConnectionRefusedError):
-                    sock.recv(2048)
+                    ready.recv(2048)
                     done += 1
-                    sock.send(MESSAGE)
+                    ready.send(MESSAGE)
             if not events and time.monotonic() > resend:
                 for sock in socks:
                     sock.send(MESSAGE)

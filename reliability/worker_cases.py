@@ -18,6 +18,7 @@ import re
 import signal
 from collections import Counter
 
+import attrs
 import trio
 
 from .case import Case, Measurement
@@ -33,8 +34,37 @@ CONNECTED = re.compile(rb"\[worker (\d+)\] 127\.0\.0\.1:(\d+) connected")
 REPLACEMENT = re.compile(rb"worker (\d+) serving, in place of the one that died")
 
 
-async def crashed_worker(driver: str) -> Measurement:
-    """SIGKILL one of two workers while 20 clients run sessions; whose sessions failed."""
+@attrs.frozen
+class CrashOutcome:
+    """What happened to the sessions when one of two workers was killed under load."""
+
+    completed: int
+    failed: int
+    own: int
+    """Failed sessions that were the killed worker's (logged by it, or in its accept queue)."""
+    beyond: int
+    """Failed sessions on the other worker: the crash must cause none."""
+    replaced: int
+    """Replacement workers that announced they were serving (one is right)."""
+
+    @property
+    def passed(self) -> bool:
+        return self.beyond == 0 and self.replaced == 1 and self.completed > 0
+
+    def figure(self) -> str:
+        return (
+            f"{self.completed} sessions completed, {self.failed} failed: {self.own} the killed "
+            f"worker's own (logged by it, or in its accept queue), {self.beyond} on other "
+            f"workers; replacement serving: {'yes' if self.replaced else 'no'}"
+        )
+
+
+async def crash_one_worker(driver: str) -> CrashOutcome:
+    """SIGKILL one of two workers while 20 clients run sessions; whose sessions failed.
+
+    Shared with the benchmarks, which report the same outcome next to the
+    workers' CPU figures.
+    """
     failed: list[int] = []
     completed: Counter[int] = Counter()
     done = 0
@@ -77,13 +107,13 @@ async def crashed_worker(driver: str) -> Measurement:
         min(count, max(0, others[port] - completed[port]))
         for port, count in Counter(failed).items()
     )
-    own = len(failed) - beyond
-    return Measurement(
-        f"{done} sessions completed, {len(failed)} failed: {own} the killed worker's own "
-        f"(logged by it, or in its accept queue), {beyond} on other workers; "
-        f"replacement serving: {'yes' if replaced else 'no'}",
-        beyond == 0 and replaced == 1 and done > 0,
-    )
+    return CrashOutcome(done, len(failed), len(failed) - beyond, beyond, replaced)
+
+
+async def crashed_worker(driver: str) -> Measurement:
+    """The case: :func:`crash_one_worker`, as a figure and whether it passed."""
+    outcome = await crash_one_worker(driver)
+    return Measurement(outcome.figure(), outcome.passed)
 
 
 WORKER_CASES = (
