@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import socket
+from collections.abc import Awaitable, Callable
 
 import pytest
 import trio
@@ -17,6 +18,7 @@ import trio._highlevel_socket
 import trio.testing
 
 from trio_echo.address import Address
+from trio_echo.trio_driver import fast_stream
 from trio_echo.trio_driver.fast_stream import (
     _IGNORABLE_ACCEPT_ERRNOS,
     YIELD_EVERY,
@@ -128,6 +130,58 @@ async def test_close_wakes_a_blocked_receiver() -> None:
                 nursery.start_soon(receive)
                 await trio.testing.wait_all_tasks_blocked()
                 await right.aclose()
+
+
+async def test_close_wakes_a_blocked_sender() -> None:
+    left, right = await make_clogged_pair()
+    async with left:
+
+        async def send() -> None:
+            with pytest.raises(trio.ClosedResourceError):
+                await right.send_all(b"more")
+
+        with trio.fail_after(5):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(send)
+                await trio.testing.wait_all_tasks_blocked()
+                right.close()
+
+
+async def expect_closed(operation: Callable[[], Awaitable[object]]) -> None:
+    with pytest.raises(trio.ClosedResourceError):
+        await operation()
+
+
+@pytest.mark.parametrize("parked", [True, False], ids=["parked", "never-parked"])
+async def test_close_tells_trio_only_about_a_socket_a_task_parked_on(
+    parked: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stream no task ever waited on through Trio is closed without ``notify_closing``
+    (a failing ``epoll_ctl`` per connection); the hook for other waiters is still called."""
+    notified: list[int] = []
+    real_notify = trio.lowlevel.notify_closing
+
+    def counting_notify(sock: socket.socket) -> None:
+        notified.append(sock.fileno())
+        real_notify(sock)
+
+    monkeypatch.setattr(fast_stream, "notify_closing", counting_notify)
+    left, right = fast_pair()
+    hooked: list[str] = []
+    right.on_close = lambda: hooked.append("closed")
+    async with left:
+        await left.send_all(b"x")
+        assert await right.receive_some() == b"x"  # data waiting: no park
+        fd = right.socket.fileno()
+        with trio.fail_after(5):
+            async with trio.open_nursery() as nursery:
+                if parked:  # nothing to read: it parks in Trio's epoll until the close
+                    nursery.start_soon(expect_closed, right.receive_some)
+                    await trio.testing.wait_all_tasks_blocked()
+                right.close()
+    assert notified == ([fd] if parked else [])
+    assert hooked == ["closed"]
+    assert right.socket.fileno() == -1
 
 
 async def test_listener_accepts_fast_streams_with_peer_address() -> None:

@@ -85,12 +85,16 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
         self._unparked = 0
         self._sending = False
         self._eof_sent = False
+        self._parked = False
+        """Whether a task ever waited on the socket through Trio's IO manager (see close)."""
         self.on_close: Callable[[], None] | None = None
         """Called as the socket is closed, by whoever serves it outside these methods.
 
-        A task waiting elsewhere for this socket (in a dispatcher, say) is not
-        woken by Trio's own close notification; this hook lets that waiter
-        know, without the stream knowing who it is."""
+        A task waiting elsewhere for this socket (in a dispatcher, say, or in
+        ``trio.lowlevel.wait_readable`` called on :attr:`socket` directly) is
+        not woken by the stream's close, which notifies Trio only when a task
+        parked in the stream's own methods; this hook lets that waiter know,
+        without the stream knowing who it is."""
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         """Bytes the peer sent (at most *max_bytes*), or ``b""`` once it closed.
@@ -121,7 +125,7 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
                 return data
             if self.socket.fileno() == -1:
                 raise trio.ClosedResourceError("the socket was already closed")
-            waited = True
+            waited = self._parked = True
             await trio.lowlevel.wait_readable(self.socket)
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
@@ -207,18 +211,28 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
 
         What :func:`trio.aclose_forcefully` achieves, for a fraction of its
         cost (a cancel scope and an exception) on every connection's end.
+        Trio's ``notify_closing`` (which wakes a task parked in this stream's
+        methods) is called only if such a task ever parked: a connection
+        served inline never waited through Trio, and telling Trio's epoll to
+        forget a descriptor it never had would be one failing system call per
+        connection. A waiter elsewhere is woken through :attr:`on_close`.
         """
-        if self.socket.fileno() != -1:
-            if in_trio_run():  # outside a run no task can be waiting on it
-                notify_closing(self.socket)
-                if self.on_close is not None:
-                    self.on_close()
-            self.socket.close()
+        sock = self.socket
+        if sock.fileno() != -1:
+            on_close = self.on_close
+            if (self._parked or on_close is not None) and in_trio_run():
+                # outside a run no task can be waiting on it
+                if self._parked:
+                    notify_closing(sock)
+                if on_close is not None:
+                    on_close()
+            sock.close()
 
     async def _park(self, wait: _Wait) -> None:
         if self.socket.fileno() == -1:
             raise trio.ClosedResourceError("the socket was already closed")
         self._unparked = 0
+        self._parked = True
         await wait(self.socket)
 
     async def _maybe_yield(self) -> None:
