@@ -256,16 +256,20 @@ class TrioServer:
             if faults is not None:
                 stream = FaultyStream(stream, faults)
             conversation = Conversation(plan.codec_factory(), log)
-            occupant = _Occupant(stream)
-            if self._occupants is not None:
-                self._occupants.add(occupant)
+            occupants = self._occupants
+            occupant = None  # what reclaiming sees of it; only made when reclaiming is on
+            if occupants is not None:
+                occupant = _Occupant(stream)
+                occupants.add(occupant)
             cap = math.inf  # when reading must be over, however steadily the peer trickles
             if plan.reading_limit != math.inf:
                 cap = trio.current_time() + plan.reading_limit
             try:
                 if plan.tls is not None:
                     stream = await _handshake(stream, plan)
-                seat = occupant.seat = _seat_for(stream)
+                seat = _seat_for(stream)
+                if occupant is not None:
+                    occupant.seat = seat
                 outgoing = b""
                 step: Phase | Ending = Phase.READING
                 if conversation.speaks_first:
@@ -294,7 +298,8 @@ class TrioServer:
                             if waiting.cancelled_caught:
                                 step = _timed_out_reading(cap)
                                 break
-                            occupant.last_input = trio.current_time()
+                            if occupant is not None:
+                                occupant.last_input = trio.current_time()
                             outgoing = conversation.respond(received)
                     else:
                         if not await _send_or_stall(stream, outgoing, timeouts.send):
@@ -315,15 +320,15 @@ class TrioServer:
                 _end_gently(stream)
                 raise
             except Exception as exc:
-                if occupant.reclaimed:
+                if occupant is not None and occupant.reclaimed:
                     log.ended(
                         Ending.RECLAIMED, timeouts, conversation.bytes_in, conversation.bytes_out
                     )
                 else:
                     log.failed_with(exc, conversation.bytes_in, conversation.bytes_out)
             finally:
-                if self._occupants is not None:
-                    self._occupants.discard(occupant)
+                if occupants is not None and occupant is not None:
+                    occupants.discard(occupant)
                 await _close_now(stream)
         finally:
             self._active -= 1
@@ -421,9 +426,13 @@ def _end_gently(stream: trio.abc.Stream) -> None:
             stream.socket.shutdown(socket.SHUT_WR)
 
 
+_INLINE = dispatcher_available()
+"""Whether this platform serves fast TCP connections inline (asked once, not per connection)."""
+
+
 def _seat_for(stream: trio.abc.Stream) -> Seat | None:
     """*stream*'s seat at the dispatcher, if it can be served inline (fast TCP, on epoll)."""
-    if isinstance(stream, FastSocketStream) and dispatcher_available():
+    if _INLINE and isinstance(stream, FastSocketStream):
         return Dispatcher.seat_for(stream)
     return None
 
