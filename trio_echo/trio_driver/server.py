@@ -52,6 +52,10 @@ from .network import Listener, Network, SocketNetwork, has_waiting
 
 logger = logging.getLogger("trio_echo.server")
 
+_CONNECTION_TASK = f"{__name__}.TrioServer._serve"
+"""The name of every connection's task: the one Trio would derive, given rather than
+worked out again for each connection."""
+
 
 class TrioServer:
     """Serves one protocol on one or more listeners, with Trio."""
@@ -179,7 +183,7 @@ class TrioServer:
             if self.config.once:
                 self._accepting.cancel()
             try:
-                handlers.start_soon(self._serve, stream, plan)
+                handlers.start_soon(self._serve, stream, plan, name=_CONNECTION_TASK)
             except MemoryError as exc:  # no room for its task: refuse it, wait, go on
                 self._memory.ran_out(self._active)
                 await _close_now(stream)
