@@ -52,10 +52,6 @@ from .network import Listener, Network, SocketNetwork, has_waiting
 
 logger = logging.getLogger("trio_echo.server")
 
-_CONNECTION_TASK = f"{__name__}.TrioServer._serve"
-"""The name of every connection's task: the one Trio would derive, given rather than
-worked out again for each connection."""
-
 
 class TrioServer:
     """Serves one protocol on one or more listeners, with Trio."""
@@ -183,7 +179,7 @@ class TrioServer:
             if self.config.once:
                 self._accepting.cancel()
             try:
-                handlers.start_soon(self._serve, stream, plan, name=_CONNECTION_TASK)
+                handlers.start_soon(self._serve, stream, plan)
             except MemoryError as exc:  # no room for its task: refuse it, wait, go on
                 self._memory.ran_out(self._active)
                 await _close_now(stream)
@@ -260,20 +256,16 @@ class TrioServer:
             if faults is not None:
                 stream = FaultyStream(stream, faults)
             conversation = Conversation(plan.codec_factory(), log)
-            occupants = self._occupants
-            occupant = None  # what reclaiming sees of it; only made when reclaiming is on
-            if occupants is not None:
-                occupant = _Occupant(stream)
-                occupants.add(occupant)
+            occupant = _Occupant(stream)
+            if self._occupants is not None:
+                self._occupants.add(occupant)
             cap = math.inf  # when reading must be over, however steadily the peer trickles
             if plan.reading_limit != math.inf:
                 cap = trio.current_time() + plan.reading_limit
             try:
                 if plan.tls is not None:
                     stream = await _handshake(stream, plan)
-                seat = _seat_for(stream)
-                if occupant is not None:
-                    occupant.seat = seat
+                seat = occupant.seat = _seat_for(stream)
                 outgoing = b""
                 step: Phase | Ending = Phase.READING
                 if conversation.speaks_first:
@@ -302,8 +294,7 @@ class TrioServer:
                             if waiting.cancelled_caught:
                                 step = _timed_out_reading(cap)
                                 break
-                            if occupant is not None:
-                                occupant.last_input = trio.current_time()
+                            occupant.last_input = trio.current_time()
                             outgoing = conversation.respond(received)
                     else:
                         if not await _send_or_stall(stream, outgoing, timeouts.send):
@@ -324,15 +315,15 @@ class TrioServer:
                 _end_gently(stream)
                 raise
             except Exception as exc:
-                if occupant is not None and occupant.reclaimed:
+                if occupant.reclaimed:
                     log.ended(
                         Ending.RECLAIMED, timeouts, conversation.bytes_in, conversation.bytes_out
                     )
                 else:
                     log.failed_with(exc, conversation.bytes_in, conversation.bytes_out)
             finally:
-                if occupants is not None and occupant is not None:
-                    occupants.discard(occupant)
+                if self._occupants is not None:
+                    self._occupants.discard(occupant)
                 await _close_now(stream)
         finally:
             self._active -= 1
