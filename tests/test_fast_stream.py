@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import socket
+from collections.abc import Awaitable, Callable
 
 import pytest
 import trio
@@ -17,8 +18,10 @@ import trio._highlevel_socket
 import trio.testing
 
 from trio_echo.address import Address
+from trio_echo.trio_driver import fast_stream
 from trio_echo.trio_driver.fast_stream import (
     _IGNORABLE_ACCEPT_ERRNOS,
+    ACCEPTS_PER_YIELD,
     YIELD_EVERY,
     FastSocketListener,
     FastSocketStream,
@@ -130,6 +133,58 @@ async def test_close_wakes_a_blocked_receiver() -> None:
                 await right.aclose()
 
 
+async def test_close_wakes_a_blocked_sender() -> None:
+    left, right = await make_clogged_pair()
+    async with left:
+
+        async def send() -> None:
+            with pytest.raises(trio.ClosedResourceError):
+                await right.send_all(b"more")
+
+        with trio.fail_after(5):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(send)
+                await trio.testing.wait_all_tasks_blocked()
+                right.close()
+
+
+async def expect_closed(operation: Callable[[], Awaitable[object]]) -> None:
+    with pytest.raises(trio.ClosedResourceError):
+        await operation()
+
+
+@pytest.mark.parametrize("parked", [True, False], ids=["parked", "never-parked"])
+async def test_close_tells_trio_only_about_a_socket_a_task_parked_on(
+    parked: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stream no task ever waited on through Trio is closed without ``notify_closing``
+    (a failing ``epoll_ctl`` per connection); the hook for other waiters is still called."""
+    notified: list[int] = []
+    real_notify = trio.lowlevel.notify_closing
+
+    def counting_notify(sock: socket.socket) -> None:
+        notified.append(sock.fileno())
+        real_notify(sock)
+
+    monkeypatch.setattr(fast_stream, "notify_closing", counting_notify)
+    left, right = fast_pair()
+    hooked: list[str] = []
+    right.on_close = lambda: hooked.append("closed")
+    async with left:
+        await left.send_all(b"x")
+        assert await right.receive_some() == b"x"  # data waiting: no park
+        fd = right.socket.fileno()
+        with trio.fail_after(5):
+            async with trio.open_nursery() as nursery:
+                if parked:  # nothing to read: it parks in Trio's epoll until the close
+                    nursery.start_soon(expect_closed, right.receive_some)
+                    await trio.testing.wait_all_tasks_blocked()
+                right.close()
+    assert notified == ([fd] if parked else [])
+    assert hooked == ["closed"]
+    assert right.socket.fileno() == -1
+
+
 async def test_listener_accepts_fast_streams_with_peer_address() -> None:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
@@ -144,6 +199,67 @@ async def test_listener_accepts_fast_streams_with_peer_address() -> None:
                     assert accepted.peer == Address(*client.socket.getsockname()[:2])
                     await client.send_all(b"hello")
                     assert await accepted.receive_some() == b"hello"
+
+
+def listening() -> FastSocketListener:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    return FastSocketListener(sock)
+
+
+def waiting_clients(listener: FastSocketListener, count: int) -> list[socket.socket]:
+    """*count* clients connected (the kernel completes the handshake) and waiting in the backlog."""
+    return [socket.create_connection(("127.0.0.1", listener.address.port)) for _ in range(count)]
+
+
+class StepCounter(trio.abc.Instrument):
+    """Counts the scheduler passes (task steps) one task makes."""
+
+    def __init__(self, task: trio.lowlevel.Task) -> None:
+        self.task = task
+        self.steps = 0
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        if task is self.task:
+            self.steps += 1
+
+
+async def test_a_burst_of_clients_is_accepted_with_a_scheduler_pass_per_few() -> None:
+    """Waiting clients are handed out without a scheduler pass each, yet the accepting task
+    yields once every ACCEPTS_PER_YIELD of them, so the others (new connections) run."""
+    listener = listening()
+    clients = waiting_clients(listener, ACCEPTS_PER_YIELD * 3)
+    accepted: list[FastSocketStream] = []
+    counter = StepCounter(trio.lowlevel.current_task())
+    with trio.fail_after(5):
+        async with listener:
+            trio.lowlevel.add_instrument(counter)
+            try:
+                for _ in clients:
+                    accepted.append(await listener.accept())
+            finally:
+                trio.lowlevel.remove_instrument(counter)
+    for stream in accepted:
+        stream.close()
+    for client in clients:
+        client.close()
+    assert len(accepted) == len(clients)
+    assert counter.steps == len(clients) // ACCEPTS_PER_YIELD  # a yield per so many
+
+
+async def test_an_accept_in_a_cancelled_scope_takes_no_client() -> None:
+    listener = listening()
+    (client,) = waiting_clients(listener, 1)
+    with trio.fail_after(5):
+        async with listener:
+            with trio.CancelScope() as scope:
+                scope.cancel()
+                await listener.accept()
+            assert scope.cancelled_caught
+            assert listener.has_waiting()
+            (await listener.accept()).close()
+    client.close()
 
 
 def test_listener_skips_the_same_accept_errors_as_trios_own() -> None:

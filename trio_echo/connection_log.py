@@ -121,7 +121,11 @@ class EventSink(Protocol):
 
     A sink may also have a ``wants_messages`` attribute: when it is false as
     a connection opens, that connection skips building
-    :class:`MessageReceived` events, the one event of the hot path.
+    :class:`MessageReceived` events, the one event of the hot path. Likewise
+    ``wants_connections``: when it is false, the connection skips its
+    :class:`Connected` and (ordinary) :class:`Disconnected` events, which a
+    stream of short connections would otherwise pay for each time. Failures
+    are always reported, and the server's stats always count.
     """
 
     def __call__(self, event: ConnectionEvent, /) -> None: ...
@@ -130,6 +134,11 @@ class EventSink(Protocol):
 def wants_messages(sink: EventSink) -> bool:
     """Whether *sink* wants a :class:`MessageReceived` for every message."""
     return bool(getattr(sink, "wants_messages", True))
+
+
+def wants_connections(sink: EventSink) -> bool:
+    """Whether *sink* wants a :class:`Connected` and a :class:`Disconnected` per connection."""
+    return bool(getattr(sink, "wants_connections", True))
 
 
 class LoggingSink:
@@ -150,6 +159,16 @@ class LoggingSink:
     @property
     def wants_messages(self) -> bool:
         """Messages are logged at INFO: below that level they are not worth building."""
+        return self._log.isEnabledFor(logging.INFO)
+
+    @property
+    def wants_connections(self) -> bool:
+        """Connections are logged at INFO, and so is what a connection's messages left unlogged.
+
+        Below INFO neither is written, and no message was counted against the
+        budget either (see :attr:`wants_messages`): a connection's start and
+        ordinary end are then not worth building.
+        """
         return self._log.isEnabledFor(logging.INFO)
 
     def __call__(self, event: ConnectionEvent, /) -> None:
@@ -290,6 +309,7 @@ class ConnectionLog:
         "_stats",
         "connection",
         "peer",
+        "wants_connections",
         "wants_messages",
     )
 
@@ -312,7 +332,10 @@ class ConnectionLog:
         self._ended = False
         self.wants_messages = wants_messages(sink)
         """Whether each message is worth an event (read once, as the connection opens)."""
-        sink(Connected(connection, peer, clock(), fault, via))
+        self.wants_connections = wants_connections(sink)
+        """Whether the start and the ordinary end are worth events (read once, here too)."""
+        if self.wants_connections:
+            sink(Connected(connection, peer, clock(), fault, via))
 
     def message(self, data: bytes) -> None:
         """The peer sent a message (a chunk as read, or a greeting line)."""
@@ -335,7 +358,7 @@ class ConnectionLog:
         if ending is Ending.SLOW_LINE:
             self.failed(f"no whole line within {timeouts.line:g} s", None, bytes_in, bytes_out)
             return
-        if self._close(bytes_in, bytes_out, failed=False):
+        if self._close(bytes_in, bytes_out, failed=False) and self.wants_connections:
             reason = _ending_reason(ending, timeouts)
             self._sink(
                 Disconnected(self.connection, self.peer, self._clock(), reason, bytes_in, bytes_out)

@@ -421,9 +421,13 @@ def _end_gently(stream: trio.abc.Stream) -> None:
             stream.socket.shutdown(socket.SHUT_WR)
 
 
+_INLINE = dispatcher_available()
+"""Whether this platform serves fast TCP connections inline (asked once, not per connection)."""
+
+
 def _seat_for(stream: trio.abc.Stream) -> Seat | None:
     """*stream*'s seat at the dispatcher, if it can be served inline (fast TCP, on epoll)."""
-    if isinstance(stream, FastSocketStream) and dispatcher_available():
+    if _INLINE and isinstance(stream, FastSocketStream):
         return Dispatcher.seat_for(stream)
     return None
 
