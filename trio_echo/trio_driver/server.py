@@ -45,7 +45,14 @@ from ..shortages import ACCEPT_RETRY_SECONDS, OUT_OF_RESOURCES, AcceptFailureLog
 from ..transport import sockets
 from ..transport.spec import ListenSpec, Transport
 from .datagram_server import serve_datagrams
-from .dispatcher import IDLE, Dispatcher, Seat, current_dispatcher, dispatcher_available
+from .dispatcher import (
+    IDLE,
+    STALLED,
+    Dispatcher,
+    Seat,
+    current_dispatcher,
+    dispatcher_available,
+)
 from .fast_stream import FastSocketStream
 from .faulty_stream import FaultyStream
 from .network import Listener, Network, SocketNetwork, has_waiting
@@ -282,9 +289,13 @@ class TrioServer:
                                 receive_size=config.receive_size,
                                 idle=timeouts.idle,
                                 cap=cap,
+                                send_timeout=timeouts.send,
                             )
                             if served is IDLE:
                                 step = _timed_out_reading(cap)
+                                break
+                            if served is STALLED:
+                                step = Ending.STALLED
                                 break
                             outgoing = served
                         else:
