@@ -813,3 +813,60 @@ async def test_a_peer_gone_while_a_reply_is_pending_raises_broken_resource_error
     assert isinstance(cause, OSError)
     assert cause.errno in (errno.EPIPE, errno.ECONNRESET)
     assert conversation.received == [b"big"]
+
+
+# --- Several full reads a turn -----------------------------------------------------------------
+
+
+async def test_a_stream_gets_its_reads_per_turn_in_a_row_then_the_others_theirs() -> None:
+    """With receive_size 4 and reads_per_turn 4, a peer 400 bytes ahead is read in 4-byte pieces,
+    four to a round: a quiet peer waits at most four of them, and 100 reads take ~25 rounds."""
+    log: list[tuple[str, bytes]] = []
+    flood, flood_peer = relayed_pair()
+    quiet, quiet_peer = relayed_pair()
+    flooding = FakeConversation(name="flood", log=log)
+    waiting = FakeConversation(name="quiet", log=log)
+    counter = StepCounter()
+    dispatcher_steps: list[int] = []
+
+    async def relay_in_runs(stream: FastSocketStream, conversation: FakeConversation) -> None:
+        await current_dispatcher().serve_until_needed(
+            seat_of(stream), conversation, receive_size=4, idle=math.inf, reads_per_turn=4
+        )
+        raise AssertionError("relay returned with its peer still connected")
+
+    current_dispatcher()  # its task started before the count begins
+    trio.lowlevel.add_instrument(counter)
+    try:
+        with trio.fail_after(5), flood_peer, quiet_peer:
+            async with flood, quiet:
+                flood_peer.send(b"f" * 400)
+                quiet_peer.send(b"ping")
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(relay_in_runs, flood, flooding)
+                    nursery.start_soon(relay_in_runs, quiet, waiting)
+                    await trio.testing.wait_all_tasks_blocked()
+                    dispatcher_steps.extend(
+                        steps
+                        for task, steps in counter.steps.items()
+                        if task.name == "trio_echo.dispatcher"
+                    )
+                    nursery.cancel_scope.cancel()
+                assert drain(flood_peer) == b"f" * 400
+    finally:
+        trio.lowlevel.remove_instrument(counter)
+    assert log.index(("quiet", b"ping")) <= 4
+    assert flooding.received == [b"ffff"] * 100
+    assert waiting.received == [b"ping"]
+    assert len(dispatcher_steps) == 1
+    assert dispatcher_steps[0] <= 30, "fewer than four reads a round"
+
+
+async def test_reads_per_turn_below_one_is_refused() -> None:
+    stream, peer = relayed_pair()
+    with trio.fail_after(5), peer:
+        async with stream:
+            with pytest.raises(ValueError, match="reads_per_turn"):
+                await current_dispatcher().serve_until_needed(
+                    seat_of(stream), FakeConversation(), receive_size=4, idle=1, reads_per_turn=0
+                )

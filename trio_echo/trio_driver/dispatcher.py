@@ -30,8 +30,9 @@ Trio's guarantees hold:
   takes of a pending reply) without touching Trio's deadlines, and the task
   is woken with :data:`IDLE` or :data:`STALLED` when it passes;
 * connections are served fairly: each ready connection gets one read of at
-  most its receive size, or one write of its pending rest, per round, and
-  the dispatcher yields to the scheduler between rounds, so a flooding peer
+  most its receive size (or a few full ones in a row, for a stream that
+  asks for them), or one write of its pending rest, per round, and the
+  dispatcher yields to the scheduler between rounds, so a flooding peer
   waits its turn like the rest;
 * memory stays bounded: a connection holds at most one reply's rest, and
   nothing more is read from it until that rest is out.
@@ -53,7 +54,6 @@ import itertools
 import logging
 import math
 import select
-import socket
 from typing import TYPE_CHECKING, Final, Protocol
 
 import outcome
@@ -144,6 +144,7 @@ class Seat:
         "idle",
         "last_input",
         "queued",
+        "reads_per_turn",
         "receive_size",
         "rest",
         "send_timeout",
@@ -159,6 +160,7 @@ class Seat:
         self.task: Task | None = None
         self.conversation: Conversation | None = None
         self.receive_size = 0
+        self.reads_per_turn = 1
         self.idle = math.inf
         self.cap = math.inf
         self.last_input = -math.inf
@@ -197,6 +199,7 @@ class Dispatcher:
         idle: float,
         cap: float = math.inf,
         send_timeout: float | None = None,
+        reads_per_turn: int = 1,
     ) -> bytes | _Timeout:
         """Answer the peer from the dispatcher until the task is needed.
 
@@ -207,12 +210,17 @@ class Dispatcher:
         finished by the dispatcher, and :data:`STALLED` is returned if the
         peer takes no byte of it for *send_timeout* seconds; without one,
         what remains of such a reply is returned, for the caller to send
-        before it comes back. A socket or conversation error is raised here,
+        before it comes back. A read that fills *receive_size* may be
+        followed by up to *reads_per_turn* - 1 more before the others' turn
+        (a stream's throughput for its fairness: keep 1 where reads are
+        small messages). A socket or conversation error is raised here,
         in the connection's task. *seat* is the connection's, from
         :meth:`seat_for`.
         """
         if receive_size < 1:
             raise ValueError("receive_size must be >= 1")
+        if reads_per_turn < 1:
+            raise ValueError("reads_per_turn must be >= 1")
         fd = seat.sock.fileno()
         if fd == -1:
             raise trio.ClosedResourceError("the socket was already closed")
@@ -222,6 +230,7 @@ class Dispatcher:
         seat.task = current_task()
         seat.conversation = conversation
         seat.receive_size = receive_size
+        seat.reads_per_turn = reads_per_turn
         seat.idle = idle
         seat.cap = cap
         seat.send_timeout = send_timeout
@@ -346,41 +355,57 @@ class Dispatcher:
                         self._hand_back(fd, state, outcome.Error(exc))
 
     def _serve(self, fd: int, state: Seat, now: float) -> None:
-        """One read, its answer and one write, for one connection."""
+        """A read, its answer and its write, for one connection; again while the socket has more.
+
+        A read that filled the receive size may be followed by others in the
+        same turn, up to the seat's ``reads_per_turn``, each only once the
+        last one's reply is out: memory still holds one read and its reply.
+        """
         conversation = state.conversation
         assert conversation is not None
         sock = state.sock
-        try:
-            data = sock.recv(state.receive_size if now >= self._short_until else SHORT_READ)
-        except BlockingIOError:
-            return
-        except OSError as exc:
-            self._hand_back(fd, state, outcome.Error(stream_error(exc)))
-            return
-        except MemoryError:
-            # No room for a full read's buffer: read in small pieces for a while,
-            # and let this connection wait for its turn rather than fail.
-            self._ran_out_of_memory(now)
-            return
-        reply = conversation.respond(data)  # what it raises goes to the task (see _serve_round)
-        try:
-            sent = _send_what_fits(sock, reply) if reply else 0
-        except OSError as exc:
-            self._hand_back(fd, state, outcome.Error(stream_error(exc)))
-            return
-        if sent:
-            conversation.sent(sent)
-        if sent < len(reply):
-            if state.send_timeout is None:
-                self._hand_back(fd, state, outcome.Value(reply[sent:]))
-            else:
-                self._hold_rest(fd, state, reply, sent, now, conversation.finished or not data)
-        elif conversation.finished or not data:
-            self._hand_back(fd, state, outcome.Value(b""))
-        else:
+        size = state.receive_size if now >= self._short_until else SHORT_READ
+        reads_left = state.reads_per_turn
+        while True:
+            try:
+                data = sock.recv(size)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                self._hand_back(fd, state, outcome.Error(stream_error(exc)))
+                return
+            except MemoryError:
+                # No room for a full read's buffer: read in small pieces for a while,
+                # and let this connection wait for its turn rather than fail.
+                self._ran_out_of_memory(now)
+                return
+            reply = conversation.respond(data)  # what it raises goes to the task (_serve_round)
+            if reply:
+                try:
+                    sent = sock.send(reply)
+                except BlockingIOError:
+                    sent = 0
+                except OSError as exc:
+                    self._hand_back(fd, state, outcome.Error(stream_error(exc)))
+                    return
+                if sent:
+                    conversation.sent(sent)
+                if sent < len(reply):
+                    if state.send_timeout is None:
+                        self._hand_back(fd, state, outcome.Value(reply[sent:]))
+                    else:
+                        ending = conversation.finished or not data
+                        self._hold_rest(fd, state, reply, sent, now, ending)
+                    return
+            if conversation.finished or not data:
+                self._hand_back(fd, state, outcome.Value(b""))
+                return
             state.last_input = now
             deadline = now + state.idle
             state.deadline = deadline if deadline < state.cap else state.cap
+            reads_left -= 1
+            if not reads_left or len(data) < size:  # this turn's reads are done, or the input
+                return
 
     def _hold_rest(
         self, fd: int, state: Seat, reply: bytes, sent: int, now: float, then_end: bool
@@ -441,13 +466,6 @@ class Dispatcher:
                 self._hand_back(state.sock.fileno(), state, outcome.Value(timeout))
             else:
                 self._watch(state, state.deadline)
-
-
-def _send_what_fits(sock: socket.socket, data: bytes) -> int:
-    try:
-        return sock.send(data)
-    except BlockingIOError:
-        return 0
 
 
 _DISPATCHER: RunVar[Dispatcher] = RunVar("trio_echo_dispatcher")
