@@ -63,6 +63,7 @@ from trio.lowlevel import (
     RaiseCancelT,
     RunVar,
     Task,
+    current_clock,
     current_task,
     reschedule,
     spawn_system_task,
@@ -312,14 +313,17 @@ class Dispatcher:
         found no memory is followed by the same pause: the epoll set is
         level-triggered, so retrying at once would spin on the same input.
         """
+        # Looked up once: every round trip passes here, and the run's clock never changes.
+        epoll_fd = self._epoll.fileno()
+        clock = current_clock()
         try:
             while True:
                 self._sleep = trio.CancelScope(deadline=self._next_deadline())
                 try:
                     with self._sleep:
                         while True:
-                            await wait_readable(self._epoll.fileno())
-                            self._serve_round()
+                            await wait_readable(epoll_fd)
+                            self._serve_round(clock.current_time())
                             if self._starved:
                                 self._starved = False
                                 await trio.sleep(ROUND_FAILURE_PAUSE)
@@ -337,8 +341,7 @@ class Dispatcher:
     def _next_deadline(self) -> float:
         return self._deadlines[0][0] if self._deadlines else math.inf
 
-    def _serve_round(self) -> None:
-        now = trio.current_time()
+    def _serve_round(self, now: float) -> None:
         served = self._served
         for fd, _ in self._epoll.poll(0, MAX_EVENTS_PER_ROUND):
             state = served.get(fd)
