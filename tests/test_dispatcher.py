@@ -23,7 +23,7 @@ import trio.testing
 from trio.lowlevel import Task, current_task
 
 from trio_echo.address import Address
-from trio_echo.trio_driver.dispatcher import IDLE, Dispatcher, Seat, current_dispatcher
+from trio_echo.trio_driver.dispatcher import IDLE, STALLED, Dispatcher, Seat, current_dispatcher
 from trio_echo.trio_driver.fast_stream import FastSocketStream
 
 PEER = Address("local", 0)
@@ -82,10 +82,15 @@ class Background:
         self.error: Exception | None = None
         self.done = trio.Event()
 
-    async def relay(self, stream: FastSocketStream, conversation: FakeConversation) -> None:
+    async def relay(
+        self,
+        stream: FastSocketStream,
+        conversation: FakeConversation,
+        send_timeout: float | None = None,
+    ) -> None:
         self.task = current_task()
         try:
-            self.result = await relay(stream, conversation)
+            self.result = await relay(stream, conversation, send_timeout=send_timeout)
         except Exception as exc:
             self.error = exc
         finally:
@@ -134,13 +139,16 @@ async def relay(
     *,
     receive_size: int = RECEIVE_SIZE,
     idle: float = math.inf,
+    send_timeout: float | None = None,
 ) -> bytes:
     """Have the dispatcher serve *stream* until it hands it back; what it returned.
 
     Without an idle timeout; a test that wants one calls :func:`serve` instead.
     """
-    result = await serve(stream, conversation, receive_size=receive_size, idle=idle)
-    assert isinstance(result, bytes), "handed back as idle without an idle timeout"
+    result = await serve(
+        stream, conversation, receive_size=receive_size, idle=idle, send_timeout=send_timeout
+    )
+    assert isinstance(result, bytes), "handed back as idle or stalled without a timeout"
     return result
 
 
@@ -150,10 +158,15 @@ async def serve(
     *,
     receive_size: int = RECEIVE_SIZE,
     idle: float = math.inf,
+    send_timeout: float | None = None,
 ) -> bytes | object:
     """One :meth:`Dispatcher.serve_until_needed` call, with the stream's own seat."""
     return await current_dispatcher().serve_until_needed(
-        seat_of(stream), conversation, receive_size=receive_size, idle=idle
+        seat_of(stream),
+        conversation,
+        receive_size=receive_size,
+        idle=idle,
+        send_timeout=send_timeout,
     )
 
 
@@ -567,3 +580,293 @@ async def test_short_connections_leave_a_bounded_deadline_heap() -> None:
                 assert await serve(stream, FakeConversation(), idle=60) == b""
             stream.close()
     assert len(dispatcher._deadlines) <= 2 * len(dispatcher._served) + 64
+
+
+# --- Replies the kernel does not take at once -----------------------------------------------------
+
+BIG = bytes(range(256)) * 4096
+"""A 1 MiB reply, patterned so that a misplaced or repeated slice shows."""
+
+SMALL_SEND_BUFFER = 4096
+
+
+def big_reply_to(request: bytes) -> Callable[[bytes], bytes]:
+    """Answer *request* with :data:`BIG`, anything else with itself."""
+    return lambda data: BIG if data == request else data
+
+
+def with_small_send_buffer(pair: tuple[FastSocketStream, socket.socket]) -> FastSocketStream:
+    """The pair's served stream, its send buffer shrunk so that :data:`BIG` never fits."""
+    stream, _ = pair
+    stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SMALL_SEND_BUFFER)
+    return stream
+
+
+async def test_a_reply_the_kernel_cannot_take_at_once_is_finished_with_the_task_parked() -> None:
+    """With a send timeout, the dispatcher writes the rest as room appears, reads nothing more
+    meanwhile, then goes back to reading: the task never runs until the peer closes."""
+    pair = relayed_pair()
+    stream, peer = with_small_send_buffer(pair), pair[1]
+    conversation = FakeConversation(big_reply_to(b"big"))
+    parked = Background()
+    counter = StepCounter()
+    trio.lowlevel.add_instrument(counter)
+    try:
+        with trio.fail_after(5), peer:
+            async with stream, trio.open_nursery() as nursery:
+                nursery.start_soon(parked.relay, stream, conversation, 60.0)
+                peer.send(b"big")
+                await trio.testing.wait_all_tasks_blocked()
+                peer.send(b"next")
+                await trio.testing.wait_all_tasks_blocked()
+                assert conversation.received == [b"big"], "read while a reply was pending"
+                assert 0 < sum(conversation.sent_sizes) < len(BIG)
+                assert await receive_exactly(peer, len(BIG)) == BIG
+                assert await receive_exactly(peer, 4) == b"next"
+                assert not parked.done.is_set()
+                assert parked.task is not None
+                assert counter.steps[parked.task] == 1  # the step that parked it
+                peer.shutdown(socket.SHUT_WR)
+                await parked.done.wait()
+    finally:
+        trio.lowlevel.remove_instrument(counter)
+    assert parked.error is None
+    assert parked.result == b""
+    assert conversation.received == [b"big", b"next", b""]
+    assert len(conversation.sent_sizes) > 2
+    assert sum(conversation.sent_sizes) == len(BIG) + 4
+
+
+async def test_a_pending_reply_that_ends_the_conversation_is_sent_before_it_is_handed_back() -> (
+    None
+):
+    """The finishing reply is written out in full, then relay returns b"" and reads no more."""
+    pair = relayed_pair()
+    stream, peer = with_small_send_buffer(pair), pair[1]
+    conversation = FakeConversation(big_reply_to(b"bye"), finish_on=b"bye")
+    parked = Background()
+    with trio.fail_after(5), peer:
+        async with stream, trio.open_nursery() as nursery:
+            nursery.start_soon(parked.relay, stream, conversation, 60.0)
+            peer.send(b"bye")
+            assert await receive_exactly(peer, len(BIG)) == BIG
+            await parked.done.wait()
+            peer.send(b"unread")
+            assert stream.socket.recv(100) == b"unread"
+    assert parked.error is None
+    assert parked.result == b""
+    assert conversation.received == [b"bye"]
+    assert sum(conversation.sent_sizes) == len(BIG)
+
+
+async def test_a_peer_that_takes_nothing_is_stalled_exactly_send_timeout_later(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """No byte taken for send_timeout=7 s: STALLED (not cancelled) at exactly t=7, and the
+    shorter idle timeout does not fire while the reply is pending."""
+    pair = relayed_pair()
+    stream, peer = with_small_send_buffer(pair), pair[1]
+    conversation = FakeConversation(lambda _: BIG)
+    with trio.fail_after(100), peer:
+        async with stream:
+            start = trio.current_time()
+            peer.send(b"big")
+            with trio.CancelScope() as scope:
+                result = await serve(stream, conversation, idle=5, send_timeout=7)
+            stalled_at = trio.current_time() - start
+            assert drain(peer) == BIG[: sum(conversation.sent_sizes)]
+    assert result is STALLED
+    assert not scope.cancel_called
+    assert stalled_at == 7
+    assert conversation.received == [b"big"]
+    assert 0 < sum(conversation.sent_sizes) < len(BIG)
+
+
+async def test_every_byte_the_peer_takes_restarts_the_send_timer(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The peer reads at t=4, so the connection is still served at t=10 and stalls at t=11."""
+    pair = relayed_pair()
+    stream, peer = with_small_send_buffer(pair), pair[1]
+    conversation = FakeConversation(lambda _: BIG)
+    taken: list[bytes] = []
+    stalled: list[float] = []
+    pending_at_10: list[bool] = []
+
+    with trio.fail_after(100), peer:
+        async with stream:
+            start = trio.current_time()
+
+            async def read_some_at_4() -> None:
+                await trio.sleep_until(start + 4)
+                sent_before = sum(conversation.sent_sizes)
+                taken.append(drain(peer))
+                assert len(taken[0]) == sent_before
+
+            async def look_at_10() -> None:
+                await trio.sleep_until(start + 10)
+                pending_at_10.append(not stalled)
+
+            peer.send(b"big")
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(read_some_at_4)
+                nursery.start_soon(look_at_10)
+                result = await serve(stream, conversation, idle=5, send_timeout=7)
+                stalled.append(trio.current_time() - start)
+            taken.append(drain(peer))
+    assert result is STALLED
+    assert pending_at_10 == [True]
+    assert stalled == [11]
+    assert len(conversation.sent_sizes) >= 2, "nothing written after the peer made room"
+    assert b"".join(taken) == BIG[: sum(conversation.sent_sizes)]
+
+
+async def test_a_connection_waiting_to_write_does_not_hold_up_the_others() -> None:
+    """While one peer takes nothing of its reply, another's 20 round trips are answered."""
+    slow_pair, quick_pair = relayed_pair(), relayed_pair()
+    slow, slow_peer = with_small_send_buffer(slow_pair), slow_pair[1]
+    quick, quick_peer = quick_pair
+    writer = FakeConversation(big_reply_to(b"big"))
+    other = FakeConversation()
+    writing, answering = Background(), Background()
+    requests = [f"request {i:02d}".encode() for i in range(20)]
+    with trio.fail_after(5), slow_peer, quick_peer:
+        async with slow, quick, trio.open_nursery() as nursery:
+            nursery.start_soon(writing.relay, slow, writer, 60.0)
+            nursery.start_soon(answering.relay, quick, other, 60.0)
+            slow_peer.send(b"big")
+            await trio.testing.wait_all_tasks_blocked()
+            pending = sum(writer.sent_sizes)
+            for request in requests:
+                quick_peer.send(request)
+                assert await receive_exactly(quick_peer, len(request)) == request
+            assert sum(writer.sent_sizes) == pending, "written with no room made"
+            assert 0 < pending < len(BIG)
+            assert await receive_exactly(slow_peer, len(BIG)) == BIG
+            slow_peer.shutdown(socket.SHUT_WR)
+            quick_peer.shutdown(socket.SHUT_WR)
+            await writing.done.wait()
+            await answering.done.wait()
+    assert writing.error is None and writing.result == b""
+    assert answering.error is None and answering.result == b""
+    assert other.received == [*requests, b""]
+
+
+async def test_cancelling_a_task_whose_reply_is_pending_drops_the_rest_at_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Cancel lands at once and frees the rest; serving the stream again starts by reading."""
+    pair = relayed_pair()
+    stream, peer = with_small_send_buffer(pair), pair[1]
+    conversation = FakeConversation(big_reply_to(b"big"))
+    dispatcher = current_dispatcher()
+    seat = seat_of(stream)
+    cancelled = trio.CancelScope()
+
+    async def relay_until_cancelled() -> None:
+        with cancelled:
+            await relay(stream, conversation, send_timeout=7)
+
+    with trio.fail_after(100), peer:
+        async with stream:
+            start = trio.current_time()
+            peer.send(b"big")
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(relay_until_cancelled)
+                await trio.testing.wait_all_tasks_blocked()
+                assert seat.rest is not None
+                cancelled.cancel()
+            assert trio.current_time() == start
+            assert cancelled.cancelled_caught
+            assert seat.rest is None
+            assert stream.socket.fileno() not in dispatcher._served
+            assert drain(peer) == BIG[: sum(conversation.sent_sizes)]
+
+            again = Background()
+            peer.send(b"again")
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(again.relay, stream, conversation, 7.0)
+                assert await receive_exactly(peer, 5) == b"again"
+                peer.shutdown(socket.SHUT_WR)
+                await again.done.wait()
+    assert again.error is None
+    assert again.result == b""
+    assert conversation.received == [b"big", b"again", b""]
+
+
+async def test_a_peer_gone_while_a_reply_is_pending_raises_broken_resource_error() -> None:
+    """The write of the rest fails: the task gets BrokenResourceError caused by the OSError."""
+    pair = relayed_pair()
+    stream, peer = with_small_send_buffer(pair), pair[1]
+    conversation = FakeConversation(lambda _: BIG)
+    parked = Background()
+    with trio.fail_after(5):
+        async with stream, trio.open_nursery() as nursery:
+            nursery.start_soon(parked.relay, stream, conversation, 60.0)
+            peer.send(b"big")
+            await trio.testing.wait_all_tasks_blocked()
+            assert not parked.done.is_set()
+            peer.close()
+            await parked.done.wait()
+    assert isinstance(parked.error, trio.BrokenResourceError)
+    cause = parked.error.__cause__
+    assert isinstance(cause, OSError)
+    assert cause.errno in (errno.EPIPE, errno.ECONNRESET)
+    assert conversation.received == [b"big"]
+
+
+# --- Several full reads a turn -----------------------------------------------------------------
+
+
+async def test_a_stream_gets_its_reads_per_turn_in_a_row_then_the_others_theirs() -> None:
+    """With receive_size 4 and reads_per_turn 4, a peer 400 bytes ahead is read in 4-byte pieces,
+    four to a round: a quiet peer waits at most four of them, and 100 reads take ~25 rounds."""
+    log: list[tuple[str, bytes]] = []
+    flood, flood_peer = relayed_pair()
+    quiet, quiet_peer = relayed_pair()
+    flooding = FakeConversation(name="flood", log=log)
+    waiting = FakeConversation(name="quiet", log=log)
+    counter = StepCounter()
+    dispatcher_steps: list[int] = []
+
+    async def relay_in_runs(stream: FastSocketStream, conversation: FakeConversation) -> None:
+        await current_dispatcher().serve_until_needed(
+            seat_of(stream), conversation, receive_size=4, idle=math.inf, reads_per_turn=4
+        )
+        raise AssertionError("relay returned with its peer still connected")
+
+    current_dispatcher()  # its task started before the count begins
+    trio.lowlevel.add_instrument(counter)
+    try:
+        with trio.fail_after(5), flood_peer, quiet_peer:
+            async with flood, quiet:
+                flood_peer.send(b"f" * 400)
+                quiet_peer.send(b"ping")
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(relay_in_runs, flood, flooding)
+                    nursery.start_soon(relay_in_runs, quiet, waiting)
+                    await trio.testing.wait_all_tasks_blocked()
+                    dispatcher_steps.extend(
+                        steps
+                        for task, steps in counter.steps.items()
+                        if task.name == "trio_echo.dispatcher"
+                    )
+                    nursery.cancel_scope.cancel()
+                assert drain(flood_peer) == b"f" * 400
+    finally:
+        trio.lowlevel.remove_instrument(counter)
+    assert log.index(("quiet", b"ping")) <= 4
+    assert flooding.received == [b"ffff"] * 100
+    assert waiting.received == [b"ping"]
+    assert len(dispatcher_steps) == 1
+    assert dispatcher_steps[0] <= 30, "fewer than four reads a round"
+
+
+async def test_reads_per_turn_below_one_is_refused() -> None:
+    stream, peer = relayed_pair()
+    with trio.fail_after(5), peer:
+        async with stream:
+            with pytest.raises(ValueError, match="reads_per_turn"):
+                await current_dispatcher().serve_until_needed(
+                    seat_of(stream), FakeConversation(), receive_size=4, idle=1, reads_per_turn=0
+                )

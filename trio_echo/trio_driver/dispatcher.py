@@ -8,21 +8,34 @@ wait in :meth:`Dispatcher.serve_until_needed` instead: one :class:`Dispatcher`
 per Trio run keeps those descriptors in its own level-triggered epoll set,
 and for every connection that has input it reads once, asks the
 conversation what to answer and writes it, all in its own task. The
-connection's task is woken only when the conversation needs it: a reply the
-kernel would not take at once, the end of the conversation, the idle
-timeout, an error.
+connection's task is woken only when the conversation needs it: the end
+of the conversation, the idle or send timeout, an error.
+
+A reply the kernel does not take at once is finished here too, as an event
+loop's transport does: the dispatcher keeps its unsent rest on the
+connection's :class:`Seat`, stops reading that connection (the peer's
+backpressure reaches the peer) and watches it for room instead, writes
+more each time there is some, and goes back to reading once the rest is
+out. The peer taking no bytes for the send timeout hands the task
+:data:`STALLED`; the timer restarts on every byte taken, as a blocking
+socket's ``SO_SNDTIMEO`` does.
 
 Trio's guarantees hold:
 
 * the waiting task is cancellable at any moment (its wait is a Trio wait,
   and cancelling it takes the descriptor out of the set), so shutdown and
   every cancel scope work as anywhere else;
-* the idle timeout is exact: each served connection's deadline is kept
-  lazily in a heap, moved on every read without touching Trio's deadlines,
-  and the task is woken with :data:`IDLE` when it passes;
+* the idle and send timeouts are exact: each served connection's deadline
+  is kept lazily in a heap, moved on every read (or every byte the peer
+  takes of a pending reply) without touching Trio's deadlines, and the task
+  is woken with :data:`IDLE` or :data:`STALLED` when it passes;
 * connections are served fairly: each ready connection gets one read of at
-  most its receive size per round, and the dispatcher yields to the
-  scheduler between rounds, so a flooding peer waits its turn like the rest.
+  most its receive size (or a few full ones in a row, for a stream that
+  asks for them), or one write of its pending rest, per round, and the
+  dispatcher yields to the scheduler between rounds, so a flooding peer
+  waits its turn like the rest;
+* memory stays bounded: a connection holds at most one reply's rest, and
+  nothing more is read from it until that rest is out.
 
 Only Linux has epoll; :func:`dispatcher_available` says whether serving
 inline is possible, and callers fall back to plain receives without it. The
@@ -41,7 +54,6 @@ import itertools
 import logging
 import math
 import select
-import socket
 from typing import TYPE_CHECKING, Final, Protocol
 
 import outcome
@@ -51,6 +63,7 @@ from trio.lowlevel import (
     RaiseCancelT,
     RunVar,
     Task,
+    current_clock,
     current_task,
     reschedule,
     spawn_system_task,
@@ -82,12 +95,16 @@ _HEAP_SLACK = 64
 """Stale deadline entries tolerated beyond the served connections' own."""
 
 
-class _Idle(enum.Enum):
+class _Timeout(enum.Enum):
     IDLE = "idle"
+    STALLED = "stalled"
 
 
-IDLE: Final = _Idle.IDLE
+IDLE: Final = _Timeout.IDLE
 """What :meth:`Dispatcher.serve_until_needed` returns when the idle timeout passed."""
+
+STALLED: Final = _Timeout.STALLED
+"""What :meth:`Dispatcher.serve_until_needed` returns when the peer stopped taking a reply."""
 
 
 class Conversation(Protocol):
@@ -128,10 +145,14 @@ class Seat:
         "idle",
         "last_input",
         "queued",
+        "reads_per_turn",
         "receive_size",
+        "rest",
+        "send_timeout",
         "sock",
         "stream",
         "task",
+        "then_end",
     )
 
     def __init__(self, stream: FastSocketStream) -> None:
@@ -140,6 +161,7 @@ class Seat:
         self.task: Task | None = None
         self.conversation: Conversation | None = None
         self.receive_size = 0
+        self.reads_per_turn = 1
         self.idle = math.inf
         self.cap = math.inf
         self.last_input = -math.inf
@@ -148,6 +170,11 @@ class Seat:
         self.deadline = math.inf
         self.queued = math.inf
         """When this connection's entry in the deadline heap falls due (inf: none)."""
+        self.send_timeout: float | None = None
+        self.rest: memoryview | None = None
+        """What the kernel has not yet taken of a reply; while set, the socket is not read."""
+        self.then_end = False
+        """The read that made :attr:`rest` ended the conversation: hand back once it is out."""
 
 
 class Dispatcher:
@@ -172,19 +199,29 @@ class Dispatcher:
         receive_size: int,
         idle: float,
         cap: float = math.inf,
-    ) -> bytes | _Idle:
+        send_timeout: float | None = None,
+        reads_per_turn: int = 1,
+    ) -> bytes | _Timeout:
         """Answer the peer from the dispatcher until the task is needed.
 
-        Returns what remains of a reply the kernel did not take at once (the
-        caller sends it, then comes back), ``b""`` when the conversation has
-        finished or the peer closed, or :data:`IDLE` when no input arrived
-        for *idle* seconds or the absolute time *cap* came (a deadline that
-        input does not move). A socket or conversation error is raised here, in
-        the connection's task. *seat* is the connection's, from
+        Returns ``b""`` when the conversation has finished or the peer
+        closed, or :data:`IDLE` when no input arrived for *idle* seconds or
+        the absolute time *cap* came (a deadline that input does not move).
+        With a *send_timeout*, a reply the kernel does not take at once is
+        finished by the dispatcher, and :data:`STALLED` is returned if the
+        peer takes no byte of it for *send_timeout* seconds; without one,
+        what remains of such a reply is returned, for the caller to send
+        before it comes back. A read that fills *receive_size* may be
+        followed by up to *reads_per_turn* - 1 more before the others' turn
+        (a stream's throughput for its fairness: keep 1 where reads are
+        small messages). A socket or conversation error is raised here,
+        in the connection's task. *seat* is the connection's, from
         :meth:`seat_for`.
         """
         if receive_size < 1:
             raise ValueError("receive_size must be >= 1")
+        if reads_per_turn < 1:
+            raise ValueError("reads_per_turn must be >= 1")
         fd = seat.sock.fileno()
         if fd == -1:
             raise trio.ClosedResourceError("the socket was already closed")
@@ -194,8 +231,10 @@ class Dispatcher:
         seat.task = current_task()
         seat.conversation = conversation
         seat.receive_size = receive_size
+        seat.reads_per_turn = reads_per_turn
         seat.idle = idle
         seat.cap = cap
+        seat.send_timeout = send_timeout
         seat.stream.on_close = functools.partial(self._abandon, seat)
         self._served[fd] = seat
         self._watch(seat, min(trio.current_time() + idle, cap))
@@ -204,7 +243,7 @@ class Dispatcher:
             self._release(fd, seat)
             return Abort.SUCCEEDED
 
-        result: bytes | _Idle = await wait_task_rescheduled(abort)
+        result: bytes | _Timeout = await wait_task_rescheduled(abort)
         return result
 
     @staticmethod
@@ -228,6 +267,7 @@ class Dispatcher:
             with contextlib.suppress(OSError, ValueError):
                 self._epoll.unregister(fd)
         state.task = state.conversation = None
+        state.rest = None
         state.stream.on_close = None
         if len(self._deadlines) > 2 * len(self._served) + _HEAP_SLACK:
             self._drop_stale_deadlines()
@@ -257,7 +297,7 @@ class Dispatcher:
             error = trio.ClosedResourceError("another task closed this socket")
             self._hand_back(fd, state, outcome.Error(error))
 
-    def _hand_back(self, fd: int, state: Seat, result: outcome.Outcome[bytes | _Idle]) -> None:
+    def _hand_back(self, fd: int, state: Seat, result: outcome.Outcome[bytes | _Timeout]) -> None:
         task = state.task
         assert task is not None
         self._release(fd, state)
@@ -273,14 +313,17 @@ class Dispatcher:
         found no memory is followed by the same pause: the epoll set is
         level-triggered, so retrying at once would spin on the same input.
         """
+        # Looked up once: every round trip passes here, and the run's clock never changes.
+        epoll_fd = self._epoll.fileno()
+        clock = current_clock()
         try:
             while True:
                 self._sleep = trio.CancelScope(deadline=self._next_deadline())
                 try:
                     with self._sleep:
                         while True:
-                            await wait_readable(self._epoll.fileno())
-                            self._serve_round()
+                            await wait_readable(epoll_fd)
+                            self._serve_round(clock.current_time())
                             if self._starved:
                                 self._starved = False
                                 await trio.sleep(ROUND_FAILURE_PAUSE)
@@ -298,14 +341,16 @@ class Dispatcher:
     def _next_deadline(self) -> float:
         return self._deadlines[0][0] if self._deadlines else math.inf
 
-    def _serve_round(self) -> None:
-        now = trio.current_time()
+    def _serve_round(self, now: float) -> None:
         served = self._served
         for fd, _ in self._epoll.poll(0, MAX_EVENTS_PER_ROUND):
             state = served.get(fd)
             if state is not None:
                 try:
-                    self._serve(fd, state, now)
+                    if state.rest is None:
+                        self._serve(fd, state, now)
+                    else:
+                        self._write_rest(fd, state, now)
                 except Exception as exc:  # this connection's alone: a bug, or memory ran out
                     if isinstance(exc, MemoryError):
                         self._ran_out_of_memory(now)
@@ -313,38 +358,91 @@ class Dispatcher:
                         self._hand_back(fd, state, outcome.Error(exc))
 
     def _serve(self, fd: int, state: Seat, now: float) -> None:
-        """One read, its answer and one write, for one connection."""
+        """A read, its answer and its write, for one connection; again while the socket has more.
+
+        A read that filled the receive size may be followed by others in the
+        same turn, up to the seat's ``reads_per_turn``, each only once the
+        last one's reply is out: memory still holds one read and its reply.
+        """
         conversation = state.conversation
         assert conversation is not None
         sock = state.sock
+        size = state.receive_size if now >= self._short_until else SHORT_READ
+        reads_left = state.reads_per_turn
+        while True:
+            try:
+                data = sock.recv(size)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                self._hand_back(fd, state, outcome.Error(stream_error(exc)))
+                return
+            except MemoryError:
+                # No room for a full read's buffer: read in small pieces for a while,
+                # and let this connection wait for its turn rather than fail.
+                self._ran_out_of_memory(now)
+                return
+            reply = conversation.respond(data)  # what it raises goes to the task (_serve_round)
+            if reply:
+                try:
+                    sent = sock.send(reply)
+                except BlockingIOError:
+                    sent = 0
+                except OSError as exc:
+                    self._hand_back(fd, state, outcome.Error(stream_error(exc)))
+                    return
+                if sent:
+                    conversation.sent(sent)
+                if sent < len(reply):
+                    if state.send_timeout is None:
+                        self._hand_back(fd, state, outcome.Value(reply[sent:]))
+                    else:
+                        ending = conversation.finished or not data
+                        self._hold_rest(fd, state, reply, sent, now, ending)
+                    return
+            if conversation.finished or not data:
+                self._hand_back(fd, state, outcome.Value(b""))
+                return
+            state.last_input = now
+            deadline = now + state.idle
+            state.deadline = deadline if deadline < state.cap else state.cap
+            reads_left -= 1
+            if not reads_left or len(data) < size:  # this turn's reads are done, or the input
+                return
+
+    def _hold_rest(
+        self, fd: int, state: Seat, reply: bytes, sent: int, now: float, then_end: bool
+    ) -> None:
+        """Keep what the kernel did not take of *reply*; watch for room instead of input."""
+        assert state.send_timeout is not None
+        state.rest = memoryview(reply)[sent:]
+        state.then_end = then_end
+        self._epoll.modify(fd, select.EPOLLOUT)
+        self._watch(state, now + state.send_timeout)
+
+    def _write_rest(self, fd: int, state: Seat, now: float) -> None:
+        """One write of a pending reply's rest; once it is all out, read again (or end)."""
+        rest = state.rest
+        conversation = state.conversation
+        assert rest is not None and conversation is not None and state.send_timeout is not None
         try:
-            data = sock.recv(state.receive_size if now >= self._short_until else SHORT_READ)
+            sent = state.sock.send(rest)
         except BlockingIOError:
             return
         except OSError as exc:
             self._hand_back(fd, state, outcome.Error(stream_error(exc)))
             return
-        except MemoryError:
-            # No room for a full read's buffer: read in small pieces for a while,
-            # and let this connection wait for its turn rather than fail.
-            self._ran_out_of_memory(now)
+        conversation.sent(sent)
+        if sent < len(rest):
+            state.rest = rest[sent:]
+            self._watch(state, now + state.send_timeout)  # the peer took some: a new timer
             return
-        reply = conversation.respond(data)  # what it raises goes to the task (see _serve_round)
-        try:
-            sent = _send_what_fits(sock, reply) if reply else 0
-        except OSError as exc:
-            self._hand_back(fd, state, outcome.Error(stream_error(exc)))
-            return
-        if sent:
-            conversation.sent(sent)
-        if sent < len(reply):
-            self._hand_back(fd, state, outcome.Value(reply[sent:]))
-        elif conversation.finished or not data:
+        state.rest = None
+        if state.then_end:
             self._hand_back(fd, state, outcome.Value(b""))
-        else:
-            state.last_input = now
-            deadline = now + state.idle
-            state.deadline = deadline if deadline < state.cap else state.cap
+            return
+        self._epoll.modify(fd, select.EPOLLIN)
+        self._watch(state, min(now + state.idle, state.cap))
 
     def _ran_out_of_memory(self, now: float) -> None:
         """Free the reserve, read short for a while, and pause after this round."""
@@ -353,7 +451,10 @@ class Dispatcher:
         self._starved = True
 
     def _expire(self, now: float) -> None:
-        """Hand back connections idle past their deadline as :data:`IDLE`; requeue the rest.
+        """Hand back connections past their deadline as :data:`IDLE` or :data:`STALLED`.
+
+        A connection is stalled if a reply's rest was pending; the others'
+        entries are requeued at their own deadlines.
 
         Handing back releases the connection at once, which may rebuild the
         heap: it is looked up afresh on every turn.
@@ -364,16 +465,10 @@ class Dispatcher:
             if state.task is None:
                 continue
             if state.deadline <= now:
-                self._hand_back(state.sock.fileno(), state, outcome.Value(IDLE))
+                timeout = IDLE if state.rest is None else STALLED
+                self._hand_back(state.sock.fileno(), state, outcome.Value(timeout))
             else:
                 self._watch(state, state.deadline)
-
-
-def _send_what_fits(sock: socket.socket, data: bytes) -> int:
-    try:
-        return sock.send(data)
-    except BlockingIOError:
-        return 0
 
 
 _DISPATCHER: RunVar[Dispatcher] = RunVar("trio_echo_dispatcher")

@@ -44,8 +44,16 @@ from ..reclaim import RECLAIM_CHECK_SECONDS, Occupants
 from ..shortages import ACCEPT_RETRY_SECONDS, OUT_OF_RESOURCES, AcceptFailureLog
 from ..transport import sockets
 from ..transport.spec import ListenSpec, Transport
+from ..wire import WireProtocol
 from .datagram_server import serve_datagrams
-from .dispatcher import IDLE, Dispatcher, Seat, current_dispatcher, dispatcher_available
+from .dispatcher import (
+    IDLE,
+    STALLED,
+    Dispatcher,
+    Seat,
+    current_dispatcher,
+    dispatcher_available,
+)
 from .fast_stream import FastSocketStream
 from .faulty_stream import FaultyStream
 from .network import Listener, Network, SocketNetwork, has_waiting
@@ -282,9 +290,14 @@ class TrioServer:
                                 receive_size=config.receive_size,
                                 idle=timeouts.idle,
                                 cap=cap,
+                                send_timeout=timeouts.send,
+                                reads_per_turn=_reads_per_turn(plan),
                             )
                             if served is IDLE:
                                 step = _timed_out_reading(cap)
+                                break
+                            if served is STALLED:
+                                step = Ending.STALLED
                                 break
                             outgoing = served
                         else:
@@ -393,6 +406,15 @@ def _under_tls(stream: trio.abc.Stream) -> trio.abc.Stream:
     while isinstance(stream, trio.SSLStream | FaultyStream):
         stream = stream.transport_stream
     return stream
+
+
+STREAM_READS_PER_TURN = 4
+"""Full reads an echo connection gets in a row at the dispatcher: 256 KiB a turn by default."""
+
+
+def _reads_per_turn(plan: ListenerPlan) -> int:
+    """How many full reads a connection may have per dispatcher turn: a stream's (echo) several."""
+    return STREAM_READS_PER_TURN if plan.spec.protocol is WireProtocol.ECHO else 1
 
 
 def _timed_out_reading(cap: float) -> Ending:
