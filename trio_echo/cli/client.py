@@ -52,6 +52,10 @@ def client_command(args: argparse.Namespace) -> int:
             f"--count must be 1 with --protocol {protocol.value}, not {args.count}: the server "
             "answers one line and closes (--connections N holds N sessions)"
         )
+    if args.blocking and args.depth != 1:
+        usage_error(
+            "--depth needs the Trio driver: the blocking client holds one message in flight"
+        )
     tls = build_config(
         TlsClientSettings,
         cafile=args.cafile,
@@ -72,6 +76,7 @@ def client_command(args: argparse.Namespace) -> int:
         proxy_protocol=args.proxy_protocol,
         duration=args.duration,
         rate=args.rate,
+        depth=args.depth,
         **optional,
         flags={"port": "--port" if target.port == args.port else "the port in TARGET"},
     )
