@@ -338,11 +338,13 @@ class ClientConfig:
 class Messages(Sequence[bytes]):
     """The messages of a session: *count* of them, ``{i}`` in *template* made the index."""
 
-    __slots__ = ("_count", "_template")
+    __slots__ = ("_count", "_parts", "_template")
 
     def __init__(self, template: str, count: int) -> None:
         self._template = template
         self._count = count
+        self._parts = [encode_argument(part) for part in template.split("{i}")]
+        """The template's bytes around each ``{i}``: a message is its index's digits between."""
 
     def __len__(self) -> int:
         return self._count
@@ -350,7 +352,7 @@ class Messages(Sequence[bytes]):
     @property
     def fixed(self) -> bytes | None:
         """The one message every index gives when the template has no ``{i}``; else None."""
-        return None if "{i}" in self._template else encode_argument(self._template)
+        return self._parts[0] if len(self._parts) == 1 else None
 
     @overload
     def __getitem__(self, index: int) -> bytes: ...
@@ -365,7 +367,7 @@ class Messages(Sequence[bytes]):
             index += self._count
         if not 0 <= index < self._count:
             raise IndexError("message index out of range")
-        return encode_argument(self._template.replace("{i}", str(index)))
+        return str(index).encode("ascii").join(self._parts)
 
     def __iter__(self) -> Iterator[bytes]:
         return (self[i] for i in range(self._count))

@@ -325,9 +325,15 @@ class MeasuringSession:
         self._sent_at.append(now)
         if self._reader is not None:
             self._reader.expect(message)
-        self._expected.append(
-            self._fixed_reply if message is self._fixed else self._expected_reply(message)
-        )
+        if message is self._fixed:
+            reply = self._fixed_reply
+        elif self._echo:
+            reply = message
+        elif len(message) <= MAX_PIECE and not message.endswith(_UNCLEAN_ENDS):
+            reply = PREFIX + message  # reply_for() and _comparable() for one piece, inline
+        else:
+            reply = self._expected_reply(message)
+        self._expected.append(reply)
         return message
 
     def _answered(self, count: int, now: float) -> None:
