@@ -15,11 +15,12 @@ import pytest
 import trio
 import trio.testing
 
+from trio_echo import blocking_driver
 from trio_echo.address import Address
 from trio_echo.client_tally import ClientTally
 from trio_echo.codec.reply import reply_for
 from trio_echo.config import ClientConfig, WireProtocol
-from trio_echo.errors import IncompleteReply, Timeout
+from trio_echo.errors import ConfigError, IncompleteReply, Timeout
 from trio_echo.session import SessionResult
 from trio_echo.trio_driver.client import run_session
 from trio_echo.trio_driver.fast_stream import FastSocketStream
@@ -175,3 +176,20 @@ async def test_messages_the_kernel_cannot_take_at_once_are_sent_by_the_task() ->
     result, _ = await measure(config, echo_server, send_buffer=4096)
     assert result.ok, result.error
     assert result.round_trips == 3
+
+
+async def test_messages_in_flight_need_no_tally() -> None:
+    with trio.fail_after(BOUND):
+        async with trio.open_nursery() as nursery:
+            network = PairNetwork(nursery, reply_server, None, "inline")
+            result = await run_session(ClientConfig(count=9, depth=3), network=network)
+            nursery.cancel_scope.cancel()
+    assert result.ok, result.error
+    assert (result.round_trips, result.exchanges) == (9, ())
+
+
+def test_the_blocking_client_refuses_messages_in_flight() -> None:
+    with pytest.raises(ConfigError, match="--depth needs the Trio driver"):
+        blocking_driver.run_client(ClientConfig(depth=2))
+    with pytest.raises(ConfigError, match="--depth needs the Trio driver"):
+        blocking_driver.run_session(ClientConfig(depth=2))

@@ -25,6 +25,7 @@ import attrs
 import trio
 
 from ..blocking_driver import run_client as run_blocking_client
+from ..blocking_driver.client import DEPTH_REFUSED
 from ..client_tally import ClientTally, FailureGroup
 from ..config import ClientConfig, WireProtocol
 from ..session import Report, SessionResult, describe_datagram_report, silent
@@ -53,9 +54,7 @@ def client_command(args: argparse.Namespace) -> int:
             "answers one line and closes (--connections N holds N sessions)"
         )
     if args.blocking and args.depth != 1:
-        usage_error(
-            "--depth needs the Trio driver: the blocking client holds one message in flight"
-        )
+        usage_error(DEPTH_REFUSED)
     tls = build_config(
         TlsClientSettings,
         cafile=args.cafile,
@@ -103,8 +102,8 @@ def client_command(args: argparse.Namespace) -> int:
 
 
 def _line_by_line(config: ClientConfig, *, as_json: bool) -> bool:
-    """Whether the run prints its conversation: one session of ``--count`` messages, no --json."""
-    return config.connections == 1 and config.duration is None and not as_json
+    """Whether the run prints its conversation: one lockstep session of ``--count``, no --json."""
+    return config.connections == 1 and config.duration is None and config.depth == 1 and not as_json
 
 
 def run_figures(

@@ -54,8 +54,8 @@ async def run_session(
     session: ClientSession | MeasuringSession
     started = trio.current_time()
     if _measuring(config, report, tally):
-        assert tally is not None
-        session = MeasuringSession(config, _latencies_of_run(tally).record)
+        record = None if tally is None else _latencies_of_run(tally).record
+        session = MeasuringSession(config, record)
         exchange = _measured_exchange(config, session, started)
     else:
         session = ClientSession(config, report, keep_exchanges=tally is None)
@@ -118,7 +118,13 @@ def _latencies_of_run(tally: ClientTally) -> LatencyHistogram:
 
 
 def _measuring(config: ClientConfig, report: Report, tally: ClientTally | None) -> bool:
-    """Whether a session only measures: counted into a tally, unpaced, reporting no lines."""
+    """Whether a session only measures: counted into a tally, unpaced, reporting no lines.
+
+    A session with several messages in flight always does (it keeps no
+    exchanges and reports no lines: ``config.depth`` is for load).
+    """
+    if config.depth > 1:
+        return True
     return (
         tally is not None
         and report is silent
@@ -199,6 +205,8 @@ def _measured_exchange(
     until = math.inf if config.duration is None else started + config.duration
 
     async def exchange(stream: trio.abc.Stream, deadline: trio.CancelScope) -> None:
+        if trio.current_time() >= until:  # the run's time went on connecting
+            return
         first = session.take(config.depth, trio.current_time())
         deadline.deadline = trio.current_time() + limit
         await stream.send_all(first)
