@@ -367,6 +367,10 @@ class Messages(Sequence[bytes]):
             index += self._count
         if not 0 <= index < self._count:
             raise IndexError("message index out of range")
+        return self.make(index)
+
+    def make(self, index: int) -> bytes:
+        """Message *index*, which must be in range: indexing, minus its checks (a hot path)."""
         return str(index).encode("ascii").join(self._parts)
 
     def __iter__(self) -> Iterator[bytes]:
