@@ -24,8 +24,12 @@ def measuring(
     message: str | None = None, *, count: int = 7, protocol: WireProtocol = WireProtocol.REPLY
 ) -> tuple[MeasuringSession, list[float]]:
     latencies: list[float] = []
+
+    def record(seconds: float, times: int) -> None:
+        latencies.extend([seconds] * times)
+
     config = ClientConfig(protocol=protocol, message=message, count=count)
-    return MeasuringSession(config, latencies.append), latencies
+    return MeasuringSession(config, record), latencies
 
 
 def cut(data: bytes, points: list[int]) -> list[bytes]:
@@ -78,12 +82,13 @@ def test_a_template_without_index_is_made_once() -> None:
     reads=st.lists(st.integers(min_value=0, max_value=2000), max_size=8),
     writes=st.lists(st.integers(min_value=0, max_value=2000), max_size=8),
     template=st.sampled_from(["{i} - Send Message", "m" * 124, "R{i}Re:R" * 30, "abR", "{i}Re"]),
+    batch=st.sampled_from([1, 5]),
 )
 def test_every_split_of_pipelined_replies_is_accepted(
-    protocol: WireProtocol, reads: list[int], writes: list[int], template: str
+    protocol: WireProtocol, reads: list[int], writes: list[int], template: str, batch: int
 ) -> None:
     session, latencies = measuring(template, count=5, protocol=protocol)
-    messages = [session.take(1, 0.0) for _ in range(5)]
+    messages = [session.take(batch, 0.0) for _ in range(0, 5, batch)]
     replies = server_replies(messages, reads, protocol)
     completed = feed(session, cut(replies, writes))
     assert sum(completed) == 5
@@ -126,6 +131,19 @@ def test_after_a_split_reply_comparing_resumes() -> None:
     session.take(2, 1.0)
     assert session.receive(b"Re:ab2Re:ab3", 2.0) == 2
     assert session.done
+
+
+def test_messages_sent_while_a_split_reply_is_read_are_followed_too() -> None:
+    session, latencies = measuring("ab", count=8)
+    assert session.take(4, 0.0) == b"abababab"
+    assert session.receive(b"Re:abab", 1.0) == 2  # one piece for two: read, not compared
+    assert session.take(2, 1.0) == b"abab"
+    assert session.receive(b"Re:abRe:a", 2.0) == 1
+    assert session.receive(b"babab", 3.0) == 3
+    assert session.take(5, 3.0) == b"abab"
+    assert session.receive(b"Re:abRe:ab", 4.0) == 2
+    assert session.done
+    assert latencies == [1.0, 1.0, 2.0, 3.0, 2.0, 2.0, 1.0, 1.0]
 
 
 def test_an_echo_of_unasked_bytes_is_unexpected_data() -> None:

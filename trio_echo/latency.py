@@ -64,8 +64,8 @@ class LatencyHistogram:
         self.max_seconds = 0.0
         """The largest latency recorded, exactly (0 when none was)."""
 
-    def record(self, seconds: float) -> None:
-        """Count one latency of *seconds* (a negative one, from a stepped clock, as 0)."""
+    def record(self, seconds: float, count: int = 1) -> None:
+        """Count *count* latencies of *seconds* (a negative one, from a stepped clock, as 0)."""
         nanoseconds = int(seconds * 1e9)
         # bucket_of() written out for the usual case: this runs once per round trip.
         if EXACT_BELOW <= nanoseconds < _TOP_VALUE:
@@ -73,8 +73,8 @@ class LatencyHistogram:
             index = EXACT_BELOW + (shift - 1) * _SUB_BUCKETS + (nanoseconds >> shift) - _SUB_BUCKETS
         else:
             index = bucket_of(nanoseconds)
-        self._counts[index] += 1
-        self.count += 1
+        self._counts[index] += count
+        self.count += count
         if seconds > self.max_seconds:
             self.max_seconds = seconds
 

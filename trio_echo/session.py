@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Sequence
+from itertools import islice, repeat
 
 import attrs
 
@@ -141,11 +142,11 @@ class ClientSession:
         return _reply_timeout(self.where, seconds, self._codec.partial_reply, self._current)
 
 
-Record = Callable[[float], None]
-"""Where a measuring session puts each round trip's latency in seconds."""
+Record = Callable[[float, int], None]
+"""Where a measuring session puts round trips' latency: seconds, and how many took it."""
 
 
-def _ignore_latency(_seconds: float) -> None:
+def _ignore_latency(_seconds: float, _count: int) -> None:
     pass
 
 
@@ -195,6 +196,7 @@ class MeasuringSession:
     """
 
     __slots__ = (
+        "_batches",
         "_buffer",
         "_echo",
         "_expected",
@@ -228,6 +230,9 @@ class MeasuringSession:
         self._expected: deque[bytes] = deque()
         """Per message in flight, the reply taken by comparison (``b""``: never so taken)."""
         self._sent_at: deque[float] = deque()
+        """When each batch of messages in flight was sent, oldest first."""
+        self._batches: deque[int] = deque()
+        """How many messages of each batch are still in flight (``take`` sends one batch)."""
         self._buffer = b""
         """Bytes of the oldest reply in flight received so far."""
         self._piece = 0
@@ -259,9 +264,17 @@ class MeasuringSession:
         if count <= 0:
             return b""
         self._left -= count
+        self._sent_at.append(now)
+        self._batches.append(count)
+        fixed = self._fixed
+        if fixed is not None and self._reader is None:
+            # The same message each time: the batch in a few calls, however large.
+            self._in_flight.extend(repeat(fixed, count))
+            self._expected.extend(repeat(self._fixed_reply, count))
+            return fixed if count == 1 else fixed * count
         if count == 1:
-            return self._add(self._fixed or self._make(), now)
-        return b"".join([self._add(self._fixed or self._make(), now) for _ in range(count)])
+            return self._add(fixed or self._make())
+        return b"".join([self._add(fixed or self._make()) for _ in range(count)])
 
     def receive(self, data: bytes, now: float) -> int:
         """Feed what the server sent at *now* (``b""``: it closed); how many replies completed.
@@ -283,7 +296,8 @@ class MeasuringSession:
             # The lockstep round trip, its reply in one read: _answered() written out.
             expected.pop()
             self._piece = (len(self._in_flight.pop()) - 1) % MAX_PIECE + 1
-            self._record(now - self._sent_at.pop())
+            self._batches.pop()
+            self._record(now - self._sent_at.pop(), 1)
             self.round_trips += 1
             return 1
         if self._reader is not None:
@@ -327,9 +341,8 @@ class MeasuringSession:
             return message
         return reply_for(message) if _comparable(message) else b""
 
-    def _add(self, message: bytes, now: float) -> bytes:
+    def _add(self, message: bytes) -> bytes:
         self._in_flight.append(message)
-        self._sent_at.append(now)
         if self._reader is not None:
             self._reader.expect(message)
         if message is self._fixed:
@@ -344,23 +357,44 @@ class MeasuringSession:
         return message
 
     def _answered(self, count: int, now: float) -> None:
-        record, sent_at, in_flight, expected = (
-            self._record,
-            self._sent_at,
-            self._in_flight,
-            self._expected,
-        )
-        for _ in range(count):
-            record(now - sent_at.popleft())
-            in_flight.popleft()
-            expected.popleft()
+        """The oldest *count* messages in flight have their replies at *now*: time and drop them.
+
+        A batch's messages share their send time, so each batch's share of
+        *count* is recorded in one call.
+        """
+        record, sent_at, batches = self._record, self._sent_at, self._batches
+        left = count
+        while left:
+            size = batches[0]
+            if size <= left:
+                batches.popleft()
+                record(now - sent_at.popleft(), size)
+                left -= size
+            else:
+                batches[0] = size - left
+                record(now - sent_at[0], left)
+                left = 0
+        in_flight, expected = self._in_flight, self._expected
+        if count == len(in_flight):
+            in_flight.clear()
+            expected.clear()
+        else:
+            for _ in range(count):
+                in_flight.popleft()
+                expected.popleft()
         self.round_trips += count
 
     def _receive_compared(self, data: bytes) -> int:
         """Replies completed by *data* (the partial reply included), by comparison alone."""
         expected = self._expected
         answered = position = 0
-        for want in expected:
+        fixed = self._fixed_reply
+        if fixed and len(expected) > 1:
+            # Every reply in flight is the same one: as many whole ones as fit, in one comparison.
+            whole = min(len(data) // len(fixed), len(expected))
+            if whole > 1 and data.startswith(fixed * whole):
+                answered, position = whole, whole * len(fixed)
+        for want in islice(expected, answered, None):
             if not want or not data.startswith(want, position):
                 break
             position += len(want)
