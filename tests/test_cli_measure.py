@@ -175,6 +175,7 @@ def test_a_run_with_messages_in_flight_answers_every_one(protocol: str) -> None:
     assert client.returncode == 0, client.stderr
     figures = json.loads(client.stdout)
     assert (figures["sessions_ok"], figures["round_trips"]) == (3, 600)
+    assert figures["depth"] == 8
     assert figures["latency_ms"]["max"] > 0
 
 

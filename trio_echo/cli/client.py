@@ -120,6 +120,7 @@ def run_figures(
         "transport": config.transport.value,
         "connections": config.connections,
         "rate": config.rate,
+        "depth": config.depth,
         "duration": config.duration,
         "seconds": round(seconds, 6),
         "sessions_ok": tally.ok,
