@@ -5,6 +5,10 @@ A :class:`ClientSession` walks through the messages a
 codec and reports the conversation line by line. The Trio and blocking
 clients only move bytes between it and a socket, so they hold the very same
 conversation.
+
+A :class:`MeasuringSession` is the same conversation for a load-generating
+run: nothing reported or kept, up to ``config.depth`` messages in flight,
+each reply still checked byte for byte, each round trip timed.
 """
 
 from __future__ import annotations

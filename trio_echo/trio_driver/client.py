@@ -4,6 +4,14 @@
 :func:`run_client` runs ``config.connections`` of them in one nursery and
 gathers their results. One session's failure is recorded in its result and
 never cancels the others.
+
+A session that only measures (counted into a tally, unpaced, printing
+nothing; or one with ``config.depth`` above 1) is a
+:class:`~trio_echo.session.MeasuringSession`; over a socket on Linux the
+run's :class:`~.dispatcher.Dispatcher` reads its replies and writes its next
+messages, as it answers the Trio server's connections, so a round trip
+costs no scheduler pass of the session's own. Any other session holds a
+:class:`~trio_echo.session.ClientSession`, one message at a time, paced.
 """
 
 from __future__ import annotations
