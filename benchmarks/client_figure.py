@@ -7,10 +7,11 @@ requests per second, the CPU the driving process used per wall second, and
 which side was the limit: the same server answered the C generator's rate,
 so a client that drives it at less than 90 % of that rate is the limit
 (on this 2-core machine, its CPU and the server's share the cores); one at
-90 % or more leaves the server as the limit. trio-echo's client holds one message in
-flight per connection, so for W4 (8 in flight with the C generator) it
-sends the 124-byte messages lockstep: the row measures the client's cost
-per round trip, not the same pipelining.
+90 % or more leaves the server as the limit. Each client keeps as many
+messages in flight per connection as the C generator does (``--depth``:
+1 for W2, 8 for W4). The blocking client holds one message in flight, so
+its W4 row sends the 124-byte messages lockstep: that row measures its
+cost per round trip, not the same pipelining.
 
 ``python -m benchmarks client [--server c-epoll] [--duration 5]``
 """
@@ -36,6 +37,7 @@ CLIENT_DRIVERS = ("trio", "blocking")
 def _client_args(shape: Workload, port: int, driver: str, duration: float) -> list[str]:
     message = ["--message", "m" * shape.size] if shape.size else []
     blocking = ["--blocking"] if driver == "blocking" else []
+    depth = ["--depth", str(shape.depth)] if driver == "trio" and shape.depth > 1 else []
     return [
         sys.executable,
         "-m",
@@ -49,6 +51,7 @@ def _client_args(shape: Workload, port: int, driver: str, duration: float) -> li
         "--json",
         *message,
         *blocking,
+        *depth,
     ]
 
 
@@ -92,20 +95,22 @@ def run(server_key: str, duration: float, out_dir: Path) -> int:
             rows.append(
                 {
                     "shape": shape.key,
-                    "driver": "C loadgen",
+                    "driver": f"C loadgen (depth {shape.depth})",
+                    "depth": shape.depth,
                     "requests_per_second": generated.value,
                     "cpu_per_second": max(generated.generator_cpu, generated.generator_busy),
                     "p99_ms": generated.p99_us / 1000,
                 }
             )
             for driver in CLIENT_DRIVERS:
-                figures, wall, cpu = run_client(
-                    _client_args(shape, server.port, driver, duration), log
-                )
+                args = _client_args(shape, server.port, driver, duration)
+                figures, wall, cpu = run_client(args, log)
+                depth = int(args[args.index("--depth") + 1]) if "--depth" in args else 1
                 rows.append(
                     {
                         "shape": shape.key,
-                        "driver": f"trio-echo client ({driver})",
+                        "driver": f"trio-echo client ({driver}, depth {depth})",
+                        "depth": depth,
                         "requests_per_second": figures["round_trips_per_second"] or 0.0,
                         "cpu_per_second": cpu / wall,
                         "p99_ms": figures["latency_ms"]["p99"] or 0.0,
@@ -126,13 +131,14 @@ def table(rows: list[dict[str, Any]], server_label: str) -> str:
     ]
     reference: dict[str, float] = {}
     for row in rows:
-        if row["driver"] == "C loadgen":
+        is_reference = row["driver"].startswith("C loadgen")
+        if is_reference:
             reference[row["shape"]] = row["requests_per_second"]
         base = reference.get(row["shape"]) or 0.0
         share = row["requests_per_second"] / base if base else 0.0
         lines.append(
             f"| {row['shape']} | {row['driver']} | {row['requests_per_second']:,.0f} | "
             f"{share:.2f}x | {row['cpu_per_second']:.2f} | {row['p99_ms']:.2f} ms | "
-            f"{'reference' if row['driver'] == 'C loadgen' else limit_of(share)} |"
+            f"{'reference' if is_reference else limit_of(share)} |"
         )
     return "\n".join(lines)

@@ -156,6 +156,38 @@ def test_a_server_that_answers_wrongly_counts_as_wrong_reply(client_driver: str)
     assert json.loads(as_json.stdout)["errors"]["wrong reply"] == 3
 
 
+@pytest.mark.parametrize("protocol", ["reply", "echo"])
+def test_a_run_with_messages_in_flight_answers_every_one(protocol: str) -> None:
+    with cli_server("--log-level", "warning", "--protocol", protocol) as server:
+        client = run_cli(
+            "client",
+            f"tcp://{HOST}:{server.port}",
+            "--protocol",
+            protocol,
+            "--connections",
+            "3",
+            "--count",
+            "200",
+            "--depth",
+            "8",
+            "--json",
+        )
+    assert client.returncode == 0, client.stderr
+    figures = json.loads(client.stdout)
+    assert (figures["sessions_ok"], figures["round_trips"]) == (3, 600)
+    assert figures["depth"] == 8
+    assert figures["latency_ms"]["max"] > 0
+
+
+def test_a_wrong_answer_to_messages_in_flight_is_a_wrong_reply() -> None:
+    with wrong_server() as port:
+        client = run_cli(
+            "client", f"tcp://{HOST}:{port}", "--connections", "3", "--depth", "4", "--json"
+        )
+    assert client.returncode == 1
+    assert json.loads(client.stdout)["errors"]["wrong reply"] == 3
+
+
 def test_refused_sessions_are_counted_as_refused() -> None:
     with refusing_port() as port:
         client = run_cli("client", f"tcp://{HOST}:{port}", "--connections", "2", "--json")
@@ -175,6 +207,12 @@ def test_refused_sessions_are_counted_as_refused() -> None:
         (["--rate", "lots"], "--rate"),
         (["--protocol", "greeting", "--duration", "1"], "needs the reply or echo protocol"),
         (["udp://127.0.0.1:9", "--duration", "1"], "not udp"),
+        (["--depth", "0"], "depth must be a whole number of messages in flight, 1 to 1024"),
+        (["--depth", "many"], "--depth"),
+        (["--depth", "2", "--blocking"], "--depth needs the Trio driver"),
+        (["--depth", "2", "--rate", "10"], "--depth and --rate"),
+        (["--protocol", "greeting", "--depth", "2"], "--depth needs the reply or echo protocol"),
+        (["udp://127.0.0.1:9", "--depth", "2"], "--depth is for stream transports"),
     ],
 )
 def test_bad_measuring_flags_are_one_line(args: list[str], fragment: str) -> None:

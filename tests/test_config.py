@@ -134,3 +134,25 @@ async def test_the_longest_timeouts_allowed_work_in_the_blocking_driver() -> Non
     finally:
         await trio.to_thread.run_sync(lambda: server.shutdown(grace=0))
     assert result.ok, result.error
+
+
+@pytest.mark.parametrize("depth", [0, -1, 1025, 2.0, True, "2"])
+def test_client_depth_is_a_whole_number_in_range(depth: object) -> None:
+    with pytest.raises(ConfigError, match="depth must be a whole number"):
+        ClientConfig(depth=depth)  # type: ignore[arg-type]
+
+
+def test_client_depth_above_one_needs_an_unpaced_stream_conversation() -> None:
+    assert ClientConfig(depth=1024).depth == 1024
+    assert ClientConfig(protocol=WireProtocol.GREETING, depth=1).depth == 1
+    with pytest.raises(ConfigError, match="reply or echo"):
+        ClientConfig(protocol=WireProtocol.WHOAMI, depth=2)
+    with pytest.raises(ConfigError, match="--rate"):
+        ClientConfig(rate=10.0, depth=2)
+
+
+def test_messages_without_an_index_are_one_message() -> None:
+    assert ClientConfig(message="same").messages().fixed == b"same"
+    assert ClientConfig(message="{i}-{i}").messages().fixed is None
+    assert ClientConfig(message="{i}-{i}", count=20).messages()[12] == b"12-12"
+    assert ClientConfig(message="caf\udce9 {i}").messages()[3] == b"caf\xe9 3"

@@ -58,6 +58,9 @@ WHOAMI_MESSAGE = "whoami"
 
 _protocol = check(lambda v: isinstance(v, WireProtocol), "reply, greeting, echo or whoami")
 
+MAX_DEPTH = 1024
+"""Most messages a client keeps in flight on one connection (``--depth``)."""
+
 MAX_NAME = 255
 """The longest server ``--name``, in characters (a DNS name's limit)."""
 
@@ -239,6 +242,14 @@ class ClientConfig:
         ),
     )
     """Round trips per second over all sessions, paced; None: each as fast as replies come."""
+    depth: int = attrs.field(
+        default=1,
+        validator=check(
+            lambda v: isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_DEPTH,
+            f"a whole number of messages in flight, 1 to {MAX_DEPTH}",
+        ),
+    )
+    """Messages in flight per connection: 1 sends each after the last one's reply (lockstep)."""
 
     @duration.validator
     def _check_duration(self, _attribute: attrs.Attribute[Any], value: float | None) -> None:
@@ -253,6 +264,17 @@ class ClientConfig:
     def _check_rate(self, _attribute: attrs.Attribute[Any], value: float | None) -> None:
         if value is not None and self.transport is Transport.UDP:
             raise ConfigError("--rate is for stream transports (tcp, tls, unix), not udp")
+
+    @depth.validator
+    def _check_depth(self, _attribute: attrs.Attribute[Any], value: int) -> None:
+        if value == 1:
+            return
+        if self.protocol not in (WireProtocol.REPLY, WireProtocol.ECHO):
+            raise ConfigError("--depth needs the reply or echo protocol: the server answers once")
+        if not self.transport.is_stream:
+            raise ConfigError("--depth is for stream transports (tcp, tls, unix), not udp")
+        if self.rate is not None:
+            raise ConfigError("--depth and --rate: a paced session holds one message in flight")
 
     proxy_protocol: int | None = attrs.field(default=None, validator=_proxy_protocol)
     """Send a PROXY header of this version (1 or 2) first, naming this client's addresses."""
@@ -316,14 +338,21 @@ class ClientConfig:
 class Messages(Sequence[bytes]):
     """The messages of a session: *count* of them, ``{i}`` in *template* made the index."""
 
-    __slots__ = ("_count", "_template")
+    __slots__ = ("_count", "_parts", "_template")
 
     def __init__(self, template: str, count: int) -> None:
         self._template = template
         self._count = count
+        self._parts = [encode_argument(part) for part in template.split("{i}")]
+        """The template's bytes around each ``{i}``: a message is its index's digits between."""
 
     def __len__(self) -> int:
         return self._count
+
+    @property
+    def fixed(self) -> bytes | None:
+        """The one message every index gives when the template has no ``{i}``; else None."""
+        return self._parts[0] if len(self._parts) == 1 else None
 
     @overload
     def __getitem__(self, index: int) -> bytes: ...
@@ -338,7 +367,11 @@ class Messages(Sequence[bytes]):
             index += self._count
         if not 0 <= index < self._count:
             raise IndexError("message index out of range")
-        return encode_argument(self._template.replace("{i}", str(index)))
+        return self.make(index)
+
+    def make(self, index: int) -> bytes:
+        """Message *index*, which must be in range: indexing, minus its checks (a hot path)."""
+        return str(index).encode("ascii").join(self._parts)
 
     def __iter__(self) -> Iterator[bytes]:
         return (self[i] for i in range(self._count))

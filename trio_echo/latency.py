@@ -26,6 +26,8 @@ _SUB_BUCKETS = 1 << _SUB_BITS
 _TOP_SHIFT = 32
 """The last power of two with buckets of its own (2**40 ns, about 18 minutes)."""
 BUCKETS = EXACT_BELOW + _TOP_SHIFT * _SUB_BUCKETS
+_TOP_VALUE = 1 << (_TOP_SHIFT + _SUB_BITS + 1)
+"""The first value past the buckets of their own: it and all above count in the top one."""
 RELATIVE_ERROR = 0.01
 """How far a percentile may be from the latency it stands for, relative to it."""
 
@@ -62,10 +64,17 @@ class LatencyHistogram:
         self.max_seconds = 0.0
         """The largest latency recorded, exactly (0 when none was)."""
 
-    def record(self, seconds: float) -> None:
-        """Count one latency of *seconds* (a negative one, from a stepped clock, as 0)."""
-        self._counts[bucket_of(int(seconds * 1e9))] += 1
-        self.count += 1
+    def record(self, seconds: float, count: int = 1) -> None:
+        """Count *count* latencies of *seconds* (a negative one, from a stepped clock, as 0)."""
+        nanoseconds = int(seconds * 1e9)
+        # bucket_of() written out for the usual case: this runs once per round trip.
+        if EXACT_BELOW <= nanoseconds < _TOP_VALUE:
+            shift = nanoseconds.bit_length() - (_SUB_BITS + 1)
+            index = EXACT_BELOW + (shift - 1) * _SUB_BUCKETS + (nanoseconds >> shift) - _SUB_BUCKETS
+        else:
+            index = bucket_of(nanoseconds)
+        self._counts[index] += count
+        self.count += count
         if seconds > self.max_seconds:
             self.max_seconds = seconds
 

@@ -6,7 +6,7 @@ import math
 
 from ..client_tally import ClientTally
 from ..config import ClientConfig
-from ..errors import TrioEchoError
+from ..errors import ConfigError, TrioEchoError
 from ..os_errors import from_os_error
 from ..pacing import Pacer
 from ..session import ClientSession, Report, SessionResult, silent
@@ -33,6 +33,7 @@ def run_session(
     *tally*, the session is counted into it as it runs and its result keeps
     no exchanges, only their number: memory does not grow with the run.
     """
+    refuse_depth(config)
     if config.transport is Transport.UDP:
         return run_datagram_session(config, report=report, index=index, tally=tally)
     runtime = runtime if runtime is not None else SocketRuntime()
@@ -60,6 +61,7 @@ def run_client(
     tally: ClientTally | None = None,
 ) -> list[SessionResult]:
     """Run ``config.connections`` sessions at once, a thread each; results in session order."""
+    refuse_depth(config)
     runtime = runtime if runtime is not None else SocketRuntime()
     if config.connections == 1:
         return [run_session(config, runtime=runtime, report=report, tally=tally)]
@@ -75,6 +77,15 @@ def run_client(
     for worker in workers:
         worker.join()
     return [result for result in results if result is not None]
+
+
+DEPTH_REFUSED = "--depth needs the Trio driver: the blocking client holds one message in flight"
+
+
+def refuse_depth(config: ClientConfig) -> None:
+    """Raise ConfigError for ``config.depth`` above 1: each session here is lockstep."""
+    if config.depth != 1:
+        raise ConfigError(DEPTH_REFUSED)
 
 
 def _converse(

@@ -25,6 +25,7 @@ import attrs
 import trio
 
 from ..blocking_driver import run_client as run_blocking_client
+from ..blocking_driver.client import DEPTH_REFUSED
 from ..client_tally import ClientTally, FailureGroup
 from ..config import ClientConfig, WireProtocol
 from ..session import Report, SessionResult, describe_datagram_report, silent
@@ -52,6 +53,8 @@ def client_command(args: argparse.Namespace) -> int:
             f"--count must be 1 with --protocol {protocol.value}, not {args.count}: the server "
             "answers one line and closes (--connections N holds N sessions)"
         )
+    if args.blocking and args.depth != 1:
+        usage_error(DEPTH_REFUSED)
     tls = build_config(
         TlsClientSettings,
         cafile=args.cafile,
@@ -72,6 +75,7 @@ def client_command(args: argparse.Namespace) -> int:
         proxy_protocol=args.proxy_protocol,
         duration=args.duration,
         rate=args.rate,
+        depth=args.depth,
         **optional,
         flags={"port": "--port" if target.port == args.port else "the port in TARGET"},
     )
@@ -98,8 +102,8 @@ def client_command(args: argparse.Namespace) -> int:
 
 
 def _line_by_line(config: ClientConfig, *, as_json: bool) -> bool:
-    """Whether the run prints its conversation: one session of ``--count`` messages, no --json."""
-    return config.connections == 1 and config.duration is None and not as_json
+    """Whether the run prints its conversation: one lockstep session of ``--count``, no --json."""
+    return config.connections == 1 and config.duration is None and config.depth == 1 and not as_json
 
 
 def run_figures(
@@ -116,6 +120,7 @@ def run_figures(
         "transport": config.transport.value,
         "connections": config.connections,
         "rate": config.rate,
+        "depth": config.depth,
         "duration": config.duration,
         "seconds": round(seconds, 6),
         "sessions_ok": tally.ok,

@@ -344,6 +344,16 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     client.add_argument(
+        "--depth",
+        type=integer,
+        default=1,
+        metavar="K",
+        help=(
+            "messages in flight per connection, each reply validated in order "
+            "(default: %(default)s, lockstep; the Trio driver only)"
+        ),
+    )
+    client.add_argument(
         "--json",
         action="store_true",
         help="print the run's figures as one JSON object instead of lines",
