@@ -292,7 +292,7 @@ async def _exchange_inline(
             oldest = session.oldest_sent_at()
             if oldest is not None and trio.current_time() >= oldest + limit:
                 raise session.timeout_error(limit)
-        elif served:
+        elif isinstance(served, bytes) and served:  # no send_timeout: no STALLED either
             deadline.deadline = trio.current_time() + limit
             await stream.send_all(served)
         elif not session.done:
