@@ -109,6 +109,11 @@ def _pairs(rounds: dict[str, dict[int, tuple[float, float]]]) -> list[dict[str, 
     return found
 
 
+def _is_reference(driver: str) -> bool:
+    """Whether a client figure's row is the C generator's ("C loadgen", with its depth or not)."""
+    return driver == "C loadgen" or driver.startswith("C loadgen (")
+
+
 def summarize_client(results: dict[str, Any]) -> dict[str, Any] | None:
     """Per shape and driving process: requests/s, share of the C generator's in the same
     round (median of the rounds), CPU per wall second, p99, and which side was the limit."""
@@ -124,7 +129,7 @@ def summarize_client(results: dict[str, Any]) -> dict[str, Any] | None:
         reference = {
             row["shape"]: row["requests_per_second"]
             for row in entry["rows"]
-            if row["driver"] == "C loadgen"
+            if _is_reference(row["driver"])
         }
         for row in entry["rows"]:
             cell = grouped.setdefault(
@@ -139,7 +144,7 @@ def summarize_client(results: dict[str, Any]) -> dict[str, Any] | None:
     rows = []
     for (shape, driver), cell in grouped.items():
         share = _stats(cell["share"]) if cell["share"] else None
-        is_reference = driver == "C loadgen"
+        is_reference = _is_reference(driver)
         rows.append(
             {
                 "shape": shape,

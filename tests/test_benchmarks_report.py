@@ -353,3 +353,14 @@ def test_servers_are_interleaved_round_by_round(monkeypatch: pytest.MonkeyPatch)
     ]
     assert rows[0]["requests"] == 1001 and rows[1]["requests"] == 1002
     assert len(order) == 6
+
+
+def test_the_c_generator_is_the_reference_whatever_depth_its_row_names() -> None:
+    results = full_results()
+    for entry in results["parts"]["client"]["rounds"]:
+        for row in entry["rows"]:
+            row["driver"] += " (depth 1)" if row["driver"] == "C loadgen" else ""
+    client = report.summarize(results)["parts"]["client"]
+    rows = {row["driver"]: row for row in client["rows"]}
+    assert rows["C loadgen (depth 1)"]["limit"] == "reference"
+    assert rows["trio-echo client (trio)"]["share"]["median"] == pytest.approx(0.725)
