@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .client_figure import limit_of
+from .formatting import number_text, ratio_text
 
 WORKLOADS = {
     "UDP": ("UDP echo: 8 sockets, one 64-byte datagram outstanding each", "datagram"),
@@ -188,23 +189,6 @@ def summarize_parts(results: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _fmt(value: float) -> str:
-    if value != value:  # NaN
-        return "-"
-    if value >= 100:
-        return f"{value:,.0f}"
-    if value >= 10:
-        return f"{value:.1f}"
-    return f"{value:.2f}"
-
-
-def _x(stats: dict[str, Any] | None, spread: bool = True) -> str:
-    if not stats:
-        return "-"
-    text = f"{stats['median']:.2f}x"
-    return f"{text} ({stats['min']:.2f}-{stats['max']:.2f})" if spread else text
-
-
 def rate_table(workload: str, ps: dict[str, Any]) -> str:
     """One workload's servers: rate, CPU per request, and trio-echo's per-round ratios."""
     cells = ps["rates"]["cells"].get(workload, {})
@@ -218,16 +202,16 @@ def rate_table(workload: str, ps: dict[str, Any]) -> str:
     ]
     for server, c in cells.items():
         lines.append(
-            f"| {server} | {_fmt(c['rate']['median'])} | {_fmt(c['rate']['min'])}-"
-            f"{_fmt(c['rate']['max'])} | {_fmt(c['cpu_us']['median'])} | "
-            f"{_fmt(c['user_us']['median'])} | {_fmt(c['cpu_us']['min'])}-"
-            f"{_fmt(c['cpu_us']['max'])} |"
+            f"| {server} | {number_text(c['rate']['median'])} | {number_text(c['rate']['min'])}-"
+            f"{number_text(c['rate']['max'])} | {number_text(c['cpu_us']['median'])} | "
+            f"{number_text(c['user_us']['median'])} | {number_text(c['cpu_us']['min'])}-"
+            f"{number_text(c['cpu_us']['max'])} |"
         )
     lines.append("")
     for pair in ps["rates"]["ratios"].get(workload, []):
         lines.append(
-            f"- {pair['a']} / {pair['b']}: CPU per {unit} {_x(pair['cpu'])}, "
-            f"{unit}s/s {_x(pair['rate'])}"
+            f"- {pair['a']} / {pair['b']}: CPU per {unit} {ratio_text(pair['cpu'])}, "
+            f"{unit}s/s {ratio_text(pair['rate'])}"
         )
     return "\n".join(lines) + "\n"
 
@@ -245,8 +229,8 @@ def client_table(ps: dict[str, Any]) -> str:
     ]
     for row in client["rows"]:
         lines.append(
-            f"| {row['shape']} | {row['driver']} | {_fmt(row['rate']['median'])} | "
-            f"{_x(row['share'], spread=row['rate']['n'] > 1)} | "
+            f"| {row['shape']} | {row['driver']} | {number_text(row['rate']['median'])} | "
+            f"{ratio_text(row['share'], spread=row['rate']['n'] > 1)} | "
             f"{row['cpu_per_second']:.2f} | {row['p99_ms']:.2f} ms | {row['limit']} |"
         )
     return "\n".join(lines) + "\n"
@@ -357,19 +341,19 @@ def summary_lines(ps: dict[str, Any]) -> list[str]:
             continue
         unit = WORKLOADS[workload][1]
         against = [
-            f"{_x(p['cpu'], spread=False)} {p['b']}'s"
+            f"{ratio_text(p['cpu'], spread=False)} {p['b']}'s"
             for p in ratios.get(workload, [])
             if p["a"] == "trio-echo (trio)"
         ]
         lines.append(
-            f"{workload}: trio-echo {_fmt(ours['rate']['median'])} {unit}s/s at "
-            f"{_fmt(ours['cpu_us']['median'])} µs CPU per {unit}; CPU per {unit} "
+            f"{workload}: trio-echo {number_text(ours['rate']['median'])} {unit}s/s at "
+            f"{number_text(ours['cpu_us']['median'])} µs CPU per {unit}; CPU per {unit} "
             + ", ".join(against)
         )
     workers = cells.get("workers", {})
     if workers:
         shown = "; ".join(
-            f"{name}: {_fmt(c['cpu_us']['median'])} µs CPU per request"
+            f"{name}: {number_text(c['cpu_us']['median'])} µs CPU per request"
             for name, c in workers.items()
         )
         lines.append(f"workers: {shown}")
@@ -388,7 +372,8 @@ def summary_lines(ps: dict[str, Any]) -> list[str]:
         for row in ps["client"]["rows"]:
             if row["limit"] != "reference":
                 lines.append(
-                    f"client {row['shape']}, {row['driver']}: {_x(row['share'], spread=False)} "
+                    f"client {row['shape']}, {row['driver']}: "
+                    f"{ratio_text(row['share'], spread=False)} "
                     f"of the C generator's rate (limit: {row['limit']})"
                 )
     return lines

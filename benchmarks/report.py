@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from . import parts_report
+from .formatting import number_text, ratio_text
 
 BASELINE = "asyncio-streams"
 PAIRS: tuple[tuple[str, str], ...] = (
@@ -206,23 +207,6 @@ def goals(results: dict[str, Any], summary: dict[str, Any]) -> list[dict[str, An
     return found
 
 
-def _fmt(value: float) -> str:
-    if value != value:  # NaN
-        return "-"
-    if value >= 100:
-        return f"{value:,.0f}"
-    if value >= 10:
-        return f"{value:.1f}"
-    return f"{value:.2f}"
-
-
-def _ratio(r: dict[str, Any] | None, spread: bool = True) -> str:
-    if not r:
-        return "-"
-    text = f"{r['median']:.2f}x"
-    return f"{text} ({r['min']:.2f}-{r['max']:.2f})" if spread else text
-
-
 def short_table(results: dict[str, Any], summary: dict[str, Any]) -> str:
     """The README-sized table: workloads down, servers across, plus the key ratios."""
     servers = [k for k in results["servers"] if not results["servers"][k]["reference"]]
@@ -240,16 +224,16 @@ def short_table(results: dict[str, Any], summary: dict[str, Any]) -> str:
         row = [f"{w_key} {UNIT_SHORT.get(w['unit'], w['unit'])}"]
         for k in servers:
             c = cells.get(k, {})
-            row.append(_fmt(c["median"]) if c.get("n") else "failed")
-        row.append(_ratio(ratios.get("trio-echo/asyncio-streams"), spread=False))
-        row.append(_ratio(ratios.get("trio-echo/asyncio-protocol"), spread=False))
-        row.append(_ratio(ratios.get("trio-echo-blocking/socketserver-threads"), spread=False))
+            row.append(number_text(c["median"]) if c.get("n") else "failed")
+        row.append(ratio_text(ratios.get("trio-echo/asyncio-streams"), spread=False))
+        row.append(ratio_text(ratios.get("trio-echo/asyncio-protocol"), spread=False))
+        row.append(ratio_text(ratios.get("trio-echo-blocking/socketserver-threads"), spread=False))
         lines.append("| " + " | ".join(row) + " |")
     if "W1" in summary["cells"]:
         row = ["W1 p99 us"]
         for k in servers:
             c = summary["cells"]["W1"].get(k, {})
-            row.append(_fmt(c["p99_us"]) if c.get("n") else "-")
+            row.append(number_text(c["p99_us"]) if c.get("n") else "-")
         lines.append("| " + " | ".join([*row, "", "", ""]) + " |")
     return "\n".join(lines) + "\n"
 
@@ -314,30 +298,30 @@ def detail_tables(results: dict[str, Any], summary: dict[str, Any]) -> str:
                     f"| {name} | failed ({c.get('failed', 0)} rounds) |" + " |" * (len(header) - 2)
                 )
                 continue
-            spread = f"{_fmt(c['min'])}-{_fmt(c['max'])}"
+            spread = f"{number_text(c['min'])}-{number_text(c['max'])}"
             if idle:
                 row = [
                     name,
-                    _fmt(c["median"]),
+                    number_text(c["median"]),
                     spread,
-                    _fmt(c["rss_after_kib"] / 1024),
+                    number_text(c["rss_after_kib"] / 1024),
                     f"{c['threads']:.0f}",
-                    _fmt(c["accepts_per_s"]),
-                    _fmt(c["close_s"]),
+                    number_text(c["accepts_per_s"]),
+                    number_text(c["close_s"]),
                 ]
             else:
                 vs = f"{c['median'] / base['median']:.2f}x" if base.get("n") else "-"
                 gen = f"{c['generator_busy']:.0%}" + (" (!)" if c["generator_bound"] else "")
                 row = [
                     name,
-                    _fmt(c["median"]),
+                    number_text(c["median"]),
                     spread,
                     vs,
                     f"{c['server_cpu']:.0%}",
-                    _fmt(c["user_us"]),
-                    _fmt(c["sys_us"]),
-                    _fmt(c["p50_us"]),
-                    _fmt(c["p99_us"]),
+                    number_text(c["user_us"]),
+                    number_text(c["sys_us"]),
+                    number_text(c["p50_us"]),
+                    number_text(c["p99_us"]),
                     gen,
                 ]
                 if w["fairness"]:
@@ -356,7 +340,7 @@ def ratio_table(results: dict[str, Any], summary: dict[str, Any]) -> str:
         if not any(key in summary["ratios"][w] for w in workloads):
             continue
         row = [f"{SHORT.get(a, a)} / {SHORT.get(b, b)}"]
-        row += [_ratio(summary["ratios"][w].get(key)) for w in workloads]
+        row += [ratio_text(summary["ratios"][w].get(key)) for w in workloads]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
 
@@ -374,7 +358,7 @@ def cpu_ratio_table(results: dict[str, Any], summary: dict[str, Any]) -> str:
         if not any(pair in found.get(w, {}) for w in keys):
             continue
         row = [f"{kind} CPU per request, {SHORT.get(a, a)} / {SHORT.get(b, b).split(' (')[0]}"]
-        row += [_ratio(found.get(w, {}).get(pair)) for w in keys]
+        row += [ratio_text(found.get(w, {}).get(pair)) for w in keys]
         lines.append("| " + " | ".join(row) + " |")
     goal_row, met_row = ["goal: total CPU per request / uvloop Protocol"], ["met"]
     for w in keys:
@@ -423,9 +407,9 @@ def ceiling_table(results: dict[str, Any], summary: dict[str, Any]) -> str:
         best_key = max(python, key=lambda k: python[k]["median"])
         best = python[best_key]
         lines.append(
-            f"| {w_key} | {_fmt(ceiling['median'])} {w['unit']} | "
+            f"| {w_key} | {number_text(ceiling['median'])} {w['unit']} | "
             f"{ceiling['generator_busy']:.0%} | "
-            f"{SHORT.get(best_key, best_key)}: {_fmt(best['median'])} | "
+            f"{SHORT.get(best_key, best_key)}: {number_text(best['median'])} | "
             f"{ceiling['median'] / best['median']:.1f}x | {best['generator_busy']:.0%} |"
         )
     return "\n".join(lines) + "\n"
@@ -468,7 +452,7 @@ def chart(results: dict[str, Any], summary: dict[str, Any], path: Path) -> None:
         title = f"{w_key}: {w['unit']} ({better} is better)"
         ceiling = cells.get("c-epoll", {})
         if ceiling.get("n") and w["higher_is_better"]:
-            title += f"\nC server (generator ceiling): {_fmt(ceiling['median'])}"
+            title += f"\nC server (generator ceiling): {number_text(ceiling['median'])}"
         ax.set_title(title, fontsize=10)
         ax.grid(axis="y", alpha=0.3)
     ax = flat[len(workloads)]
