@@ -307,19 +307,14 @@ async def _exchange_in_task(
     limit: float,
     deadline: trio.CancelScope,
 ) -> None:
-    """The same conversation as :class:`_Measurement`, read and written by the task itself."""
+    """The same :class:`_Measurement`, its reads and writes done by the task itself."""
+    measurement = _Measurement(session, until)
     receive_some, send_all, receive_size = stream.receive_some, stream.send_all, config.receive_size
-    now = trio.current_time
     while not session.done:
         oldest = session.oldest_sent_at()
         deadline.deadline = math.inf if oldest is None else oldest + limit
-        answered = session.receive(bytes(await receive_some(receive_size)), now())
-        if not answered:
-            continue
-        if now() >= until:
-            session.stop()
-        elif outgoing := session.take(answered, now()):
-            deadline.deadline = now() + limit
+        if outgoing := measurement.respond(bytes(await receive_some(receive_size))):
+            deadline.deadline = trio.current_time() + limit
             await send_all(outgoing)
 
 
