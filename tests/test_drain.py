@@ -7,6 +7,7 @@ summary of the Trio driver is tested on Trio's mock clock.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import signal
@@ -16,7 +17,7 @@ import trio
 from loopback import DRIVERS, LINE_TIMEOUT, CliProcess, cli_process, cli_server, run_cli
 from test_json_log import COMMON, DOCUMENTED
 
-from trio_echo.cli.serve import report_stats_every
+from trio_echo.cli.serve import _Wake, report_stats_every
 from trio_echo.connection_log import ServerStats
 
 
@@ -138,3 +139,22 @@ async def test_trio_stats_every_logs_one_summary_line_per_period(
     with trio.move_on_after(3.5):
         await report_stats_every(1.0, stats)
     assert caplog.messages == ["stats: served 1 connection, 5 bytes in, 8 bytes out, 0 errors"] * 3
+
+
+def test_the_blocking_servers_wake_up_takes_no_lock_a_signal_handler_could_hold() -> None:
+    """What the stop-signal handler sets is a byte on a socket pair, not a lock-guarded Event.
+
+    A ``threading.Event`` set from a handler that interrupted the main thread's
+    own ``Event.wait`` deadlocked the server now and then (a burst of signals
+    during a drain hung it). A wake-up set before the wait is kept, and clear
+    forgets every one received.
+    """
+    wake = _Wake()
+    with contextlib.closing(wake):
+        assert not wake.pending()
+        wake.set()
+        wake.set()
+        assert wake.pending(), "a wake-up set before the wait was lost"
+        wake.clear()
+        assert not wake.pending(), "clear left a wake-up behind"
+    wake.set()  # after close: nothing to wake, and no error

@@ -15,7 +15,9 @@ import argparse
 import contextlib
 import enum
 import logging
+import selectors
 import signal
+import socket
 import sys
 import threading
 import time
@@ -305,9 +307,9 @@ def _serve_blocking(config: ServerConfig, output: Output) -> ServerStats:
     """
     sys.setswitchinterval(BLOCKING_SWITCH_INTERVAL)
     server = BlockingServer(config, sink=output.sink())
-    wake = threading.Event()
+    wake = _Wake()
     signals = _SignalCount(wake)
-    with signals.installed():
+    with contextlib.closing(wake), signals.installed():
         server.start()
         # Announce only once signals are handled: whoever waits for this
         # line may stop the server at once and must still get its summary.
@@ -327,7 +329,7 @@ def _serve_blocking(config: ServerConfig, output: Output) -> ServerStats:
 
 
 def _step_through_stages(
-    server: BlockingServer, signals: _SignalCount, wake: threading.Event, ended: threading.Event
+    server: BlockingServer, signals: _SignalCount, wake: _Wake, ended: threading.Event
 ) -> None:
     """Enter a stop stage for every signal (and a drain's end) until the server has ended."""
     stages = stop_stages(server.config)
@@ -363,10 +365,51 @@ def _report_stats_until(seconds: float, stats: ServerStats, ended: threading.Eve
         _say_stats(stats)
 
 
+class _Wake:
+    """Wakes the main thread, from a signal handler or from another thread.
+
+    A ``threading.Event`` cannot be set from a signal handler: the handler
+    runs in the main thread, which may be inside ``Event.wait`` holding the
+    event's lock at that moment, and would wait for itself for ever. A byte
+    written to a socket pair takes no lock.
+    """
+
+    def __init__(self) -> None:
+        self._reader, self._writer = socket.socketpair()
+        self._reader.setblocking(False)
+        self._writer.setblocking(False)
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self._reader, selectors.EVENT_READ)
+
+    def set(self) -> None:
+        """Wake the waiter (at once if it waits, else at its next wait)."""
+        with contextlib.suppress(OSError):  # full: a wake-up is pending already
+            self._writer.send(b"\0")
+
+    def wait(self, timeout: float | None) -> None:
+        """Return once woken, or after *timeout* seconds (None: no limit)."""
+        self._selector.select(timeout)
+
+    def pending(self) -> bool:
+        """Whether a wake-up is waiting to be seen (a wait would return at once)."""
+        return bool(self._selector.select(0))
+
+    def clear(self) -> None:
+        """Forget the wake-ups received so far."""
+        with contextlib.suppress(BlockingIOError):
+            while self._reader.recv(4096):
+                pass
+
+    def close(self) -> None:
+        self._selector.close()
+        self._reader.close()
+        self._writer.close()
+
+
 class _SignalCount:
     """Counts stop signals in the main thread and wakes whoever waits on *wake*."""
 
-    def __init__(self, wake: threading.Event) -> None:
+    def __init__(self, wake: _Wake) -> None:
         self.count = 0
         self._wake = wake
 
