@@ -15,6 +15,8 @@ window (the load generator announces it):
    socket system calls, epoll, the scheduler, cancel scopes, the protocol code,
    ...), each turned into microseconds of server CPU per request with pass 1.
 
+Under churn (W6) every figure is per session rather than per request.
+
 Writes ``profile.json``, ``profile.md`` and the raw py-spy stacks into the
 output directory and prints the markdown.
 """
@@ -232,6 +234,13 @@ def parse_strace(log: Path) -> dict[str, int]:
     return counts
 
 
+def operations_of(m: Measurement, workload: Workload) -> int:
+    """What the figures are per: requests, or sessions under churn (W6)."""
+    if workload.mode == "churn":
+        return round(m.value * m.window_s)
+    return m.requests
+
+
 def profile_server(
     key: str, workload: Workload, duration: float, out_dir: Path, use_strace: bool
 ) -> dict[str, Any]:
@@ -284,12 +293,13 @@ def profile_server(
             finally:
                 observer.close()
             counts = parse(log)
-            if m.requests and counts:
+            operations = operations_of(m, workload)
+            if operations and counts:
                 result[tool] = {
-                    "requests": m.requests,
+                    "requests": operations,
                     "req_per_s": m.value,
                     "counts": counts,
-                    "per_request": {k: v / m.requests for k, v in counts.items()},
+                    "per_request": {k: v / operations for k, v in counts.items()},
                 }
         py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
         if spec.key != "c-epoll" and Path(py_spy).exists():
@@ -424,8 +434,8 @@ def run(
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "logs").mkdir(exist_ok=True)
     chosen = {w.key: w for w in workloads(10000)}
-    if workload_key not in chosen or chosen[workload_key].mode != "steady":
-        print(f"profile: {workload_key} is not a steady workload (W1-W5)", file=sys.stderr)
+    if workload_key not in chosen or chosen[workload_key].mode == "idle":
+        print(f"profile: {workload_key} is not a loaded workload (W1-W6)", file=sys.stderr)
         return 2
     workload = chosen[workload_key]
     unknown = [k for k in server_keys if k not in BY_KEY]
