@@ -46,15 +46,14 @@ it sets while it serves the stream and clears when it hands it back.
 
 from __future__ import annotations
 
-import contextlib
 import enum
-import functools
 import heapq
 import itertools
 import logging
 import math
 import select
-from typing import TYPE_CHECKING, Final, Protocol
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Final, Protocol, cast
 
 import outcome
 import trio
@@ -142,6 +141,8 @@ class Seat:
         "cap",
         "conversation",
         "deadline",
+        "dispatcher",
+        "fd",
         "idle",
         "last_input",
         "queued",
@@ -158,6 +159,9 @@ class Seat:
     def __init__(self, stream: FastSocketStream) -> None:
         self.stream = stream
         self.sock = stream.socket
+        self.fd = -1
+        self.dispatcher: Dispatcher | None = None
+        """The dispatcher serving it now, and its descriptor there."""
         self.task: Task | None = None
         self.conversation: Conversation | None = None
         self.receive_size = 0
@@ -176,6 +180,20 @@ class Seat:
         self.then_end = False
         """The read that made :attr:`rest` ended the conversation: hand back once it is out."""
 
+    # Bound methods, not closures or partials, for Trio and the stream to call: an idle
+    # connection keeps them for as long as it waits, and a bound method is the smallest.
+
+    def abort(self, _: RaiseCancelT) -> Abort:
+        """Trio's abort function for the waiting task: it is cancelled, so stop serving it."""
+        assert self.dispatcher is not None
+        self.dispatcher._release(self.fd, self)
+        return Abort.SUCCEEDED
+
+    def closing(self) -> None:
+        """The stream's ``on_close`` hook: the socket is being closed under the waiting task."""
+        if self.dispatcher is not None:
+            self.dispatcher._abandon(self)
+
 
 class Dispatcher:
     """Serves conversations inline for every connection of one Trio run; see the module doc."""
@@ -191,7 +209,7 @@ class Dispatcher:
         self._starved = False
         """Memory ran out in this round: pause before the next, rather than spin on it."""
 
-    async def serve_until_needed(
+    def serve_until_needed(
         self,
         seat: Seat,
         conversation: Conversation,
@@ -201,7 +219,7 @@ class Dispatcher:
         cap: float = math.inf,
         send_timeout: float | None = None,
         reads_per_turn: int = 1,
-    ) -> bytes | _Timeout:
+    ) -> Awaitable[bytes | _Timeout]:
         """Answer the peer from the dispatcher until the task is needed.
 
         Returns ``b""`` when the conversation has finished or the peer
@@ -217,6 +235,10 @@ class Dispatcher:
         small messages). A socket or conversation error is raised here,
         in the connection's task. *seat* is the connection's, from
         :meth:`seat_for`.
+
+        Await what it returns at once. It is not a coroutine function itself:
+        it seats the connection and returns Trio's wait, so a connection
+        waiting here keeps no frame of this call (memory per idle connection).
         """
         if receive_size < 1:
             raise ValueError("receive_size must be >= 1")
@@ -229,22 +251,18 @@ class Dispatcher:
             raise trio.BusyResourceError("another task is already served on this stream")
         self._epoll.register(fd, select.EPOLLIN)
         seat.task = current_task()
+        seat.dispatcher = self
+        seat.fd = fd
         seat.conversation = conversation
         seat.receive_size = receive_size
         seat.reads_per_turn = reads_per_turn
         seat.idle = idle
         seat.cap = cap
         seat.send_timeout = send_timeout
-        seat.stream.on_close = functools.partial(self._abandon, seat)
+        seat.stream.on_close = seat.closing
         self._served[fd] = seat
         self._watch(seat, min(trio.current_time() + idle, cap))
-
-        def abort(_: RaiseCancelT) -> Abort:
-            self._release(fd, seat)
-            return Abort.SUCCEEDED
-
-        result: bytes | _Timeout = await wait_task_rescheduled(abort)
-        return result
+        return cast("Awaitable[bytes | _Timeout]", wait_task_rescheduled(seat.abort))
 
     @staticmethod
     def seat_for(stream: FastSocketStream) -> Seat:
@@ -264,9 +282,11 @@ class Dispatcher:
             del self._served[fd]
             # OSError: closed behind our back, epoll forgot it; ValueError: the run is
             # over and the dispatcher's epoll with it.
-            with contextlib.suppress(OSError, ValueError):
+            try:  # noqa: SIM105 (contextlib.suppress costs three calls per connection)
                 self._epoll.unregister(fd)
-        state.task = state.conversation = None
+            except (OSError, ValueError):
+                pass
+        state.task = state.conversation = state.dispatcher = None
         state.rest = None
         state.stream.on_close = None
         if len(self._deadlines) > 2 * len(self._served) + _HEAP_SLACK:
