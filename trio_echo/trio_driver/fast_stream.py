@@ -255,6 +255,8 @@ class FastSocketListener(trio.abc.Listener[FastSocketStream]):
         sock.setblocking(False)
         self.socket = sock
         self.address = Address.from_sockaddr(sock.getsockname())
+        self._kind = (sock.family, sock.type, sock.proto)
+        """What every accepted socket is: read once, not per connection as ``accept()`` does."""
         self._accepts_per_yield = accepts_per_yield
         self._unyielded = 0
 
@@ -273,16 +275,20 @@ class FastSocketListener(trio.abc.Listener[FastSocketStream]):
         await checkpoint_if_cancelled()
         while True:
             try:
-                conn, sockaddr = self.socket.accept()
+                fd, sockaddr = self.socket._accept()  # type: ignore[attr-defined]
             except BlockingIOError:
-                conn = None
+                fd = -1
             except OSError as exc:
                 if exc.errno in CLOSED_ERRNOS:
                     raise trio.ClosedResourceError("the listener was closed") from None
                 if exc.errno in _IGNORABLE_ACCEPT_ERRNOS:
                     continue
                 raise
-            if conn is not None:
+            if fd != -1:
+                # socket.accept() written out: it looks up the listener's family and
+                # type (two enum conversions) for every connection.
+                family, kind, proto = self._kind
+                conn = socket.socket(family, kind, proto, fileno=fd)
                 self._unyielded += 1
                 if self._unyielded >= self._accepts_per_yield:
                     self._unyielded = 0
