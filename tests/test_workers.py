@@ -8,6 +8,7 @@ connection is read from the pid every worker's log lines carry.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -141,6 +142,26 @@ def test_workers_accept_on_an_inherited_unix_socket(tmp_path: object) -> None:
                 sock.connect(path)
                 sock.sendall(b"hello\n")
                 assert sock.recv(1024).startswith(b"Re:hello")
+
+
+def test_every_json_line_a_worker_writes_names_its_pid() -> None:
+    with cli_process("serve", "--port", "0", "--workers", "2", "--log-format", "json") as cli:
+        listening = json.loads(cli.stdout.readline() or "{}")
+        assert listening["event"] == "listening", listening
+        port = int(listening["listeners"][0].rsplit(":", 1)[1].split("?")[0])
+        serving = cli.stderr.wait_for(re.compile(r"workers serving: pids"))
+        assert serving is not None, cli.stderr.rest()
+        pids = {int(pid) for pid in json.loads(serving)["message"].split("pids ")[1].split(", ")}
+        for _ in range(6):
+            assert exchange(port)
+        connected: list[dict[str, object]] = []
+        while len(connected) < 6:
+            line = cli.stderr.wait_for(re.compile(r'"event":"(connected|message|disconnected)"'))
+            assert line is not None, "a connection event was not logged"
+            event = json.loads(line)
+            assert event["worker"] in pids, event
+            if event["event"] == "connected":
+                connected.append(event)
 
 
 @pytest.mark.parametrize(

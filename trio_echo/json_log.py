@@ -138,9 +138,14 @@ class JsonFormatter(logging.Formatter):
     other record is an ``event`` of ``log`` whose ``message`` is its text.
     """
 
+    def __init__(self, *, constant: Mapping[str, Any] | None = None) -> None:
+        super().__init__()
+        self._constant = dict(constant or {})
+        """Fields every line carries after ``event`` (a worker's ``worker`` pid)."""
+
     def format(self, record: logging.LogRecord) -> str:
         event = getattr(record, EVENT_ATTRIBUTE, "log")
-        fields = dict(getattr(record, FIELDS_ATTRIBUTE, {}))
+        fields = {**self._constant, **getattr(record, FIELDS_ATTRIBUTE, {})}
         text = record.getMessage()
         if text != event:
             fields["message"] = escape_text(text)

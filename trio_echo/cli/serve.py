@@ -104,16 +104,20 @@ class Output:
     """How the server writes its lines: timestamped text, or JSON objects (``--log-format``)."""
 
     json: bool = False
+    worker: int | None = None
+    """A worker's pid (``serve --workers``): every log line says which worker wrote it."""
 
     def configure_logging(self, level: str) -> None:
         """Log lines to standard error at *level* and above, in this format."""
         if not self.json:
+            worker = "" if self.worker is None else f"[worker {self.worker}] "
             logging.basicConfig(
-                level=level.upper(), format="%(asctime)s %(message)s", datefmt="%H:%M:%S"
+                level=level.upper(), format=f"%(asctime)s {worker}%(message)s", datefmt="%H:%M:%S"
             )
             return
         handler = logging.StreamHandler()
-        handler.setFormatter(JsonFormatter())
+        constant = {} if self.worker is None else {"worker": self.worker}
+        handler.setFormatter(JsonFormatter(constant=constant))
         logging.basicConfig(level=level.upper(), handlers=[handler])
 
     def sink(self) -> EventSink:

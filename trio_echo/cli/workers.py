@@ -131,15 +131,8 @@ def worker_main(
     os.setpgid(0, 0)  # a terminal's Ctrl-C reaches the supervisor alone, which passes it on
     from .serve import Output, serve_stats  # here: serve imports this module
 
-    output = Output(json=json_logs)
-    if json_logs:
-        output.configure_logging(log_level)
-    else:
-        logging.basicConfig(
-            level=log_level.upper(),
-            format="%(asctime)s [worker %(process)d] %(message)s",
-            datefmt="%H:%M:%S",
-        )
+    output = Output(json=json_logs, worker=os.getpid())
+    output.configure_logging(log_level)
     sockets.share_listeners(reuse_port=sockets.REUSE_PORT_SPREADS, inherited=inherited)
     sys.stdout = _LinesTo(conn)
     threading.Thread(target=_stop_when_orphaned, args=(conn,), daemon=True).start()
