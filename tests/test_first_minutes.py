@@ -370,7 +370,7 @@ def test_an_os_failure_reads_as_message_and_errno(caplog: pytest.LogCaptureFixtu
         ("ERROR", "127.0.0.1:5000 failed: peer took no data for 2 s"),
         ("ERROR", "127.0.0.1:5000 failed: connect: Refused (errno 111)"),
         ("INFO", '127.0.0.1:5000 received 1 byte: "a"'),
-        ("INFO", "127.0.0.1:5000 ignored 1 byte after the greeting line"),
+        ("INFO", "127.0.0.1:5000 ignored 1 byte the protocol does not read"),
         ("INFO", "127.0.0.1:5000 disconnected (client closed; 1 byte in, 4 out)"),
     ]
 

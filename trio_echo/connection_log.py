@@ -192,7 +192,7 @@ class LoggingSink:
                 if self._budget.allow(connection, at, len(data)):
                     log.info("%s received %s: %s", peer, counted(len(data), "byte"), escape(data))
             case BytesDiscarded(peer=peer, size=size):
-                log.info("%s ignored %s after the greeting line", peer, counted(size, "byte"))
+                log.info("%s ignored %s the protocol does not read", peer, counted(size, "byte"))
             case Disconnected(peer=peer, reason=reason, bytes_in=bytes_in, bytes_out=bytes_out):
                 log.info(
                     "%s disconnected (%s; %s in, %d out)",

@@ -36,7 +36,7 @@ def describe(event: ConnectionEvent) -> str:
         case MessageReceived(peer=peer, data=data):
             return f"{peer} received {escape(data)}"
         case BytesDiscarded(peer=peer, size=size):
-            return f"{peer} ignored {counted(size, 'byte')} after the greeting line"
+            return f"{peer} ignored {counted(size, 'byte')} the protocol does not read"
         case Disconnected(peer=peer, reason=reason):
             return f"{peer} disconnected ({reason})"
         case ConnectionFailed(peer=peer, errno=errno, message=message):
