@@ -53,7 +53,7 @@ import logging
 import math
 import select
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Final, Protocol, cast
+from typing import TYPE_CHECKING, Final, Protocol
 
 import outcome
 import trio
@@ -262,7 +262,7 @@ class Dispatcher:
         seat.stream.on_close = seat.closing
         self._served[fd] = seat
         self._watch(seat, min(trio.current_time() + idle, cap))
-        return cast("Awaitable[bytes | _Timeout]", wait_task_rescheduled(seat.abort))
+        return wait_task_rescheduled(seat.abort)
 
     @staticmethod
     def seat_for(stream: FastSocketStream) -> Seat:
