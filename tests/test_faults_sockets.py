@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import logging
 import ssl
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -12,7 +13,13 @@ import trio
 from loopback import server_config
 
 from trio_echo.config import WireProtocol
-from trio_echo.connection_log import Connected, ConnectionFailed, Disconnected
+from trio_echo.connection_log import (
+    Connected,
+    ConnectionFailed,
+    DatagramAnswered,
+    Disconnected,
+    LoggingSink,
+)
 from trio_echo.faults import parse_faults, plan_connection
 from trio_echo.testing import SimulatedNetwork
 from trio_echo.testing.recorder import EventRecorder
@@ -220,7 +227,9 @@ async def test_delay_waits_on_virtual_time_in_simulation(
             assert trio.current_time() - start >= 0.75
 
 
-async def _datagram_replies(driver: str, fault: str, count: int) -> list[bytes]:
+async def _datagram_replies(
+    driver: str, fault: str, count: int, recorder: EventRecorder | None = None
+) -> list[bytes]:
     """Send *count* numbered datagrams, one at a time; the answers that came back, in order."""
     config = server_config(
         protocol=WireProtocol.ECHO,
@@ -230,7 +239,7 @@ async def _datagram_replies(driver: str, fault: str, count: int) -> list[bytes]:
     )
     replies = []
     with trio.fail_after(BOUND):
-        async with serve(driver, config) as serving:
+        async with serve(driver, config, recorder=recorder) as serving:
             sock = trio.socket.socket(type=trio.socket.SOCK_DGRAM)
             with sock:
                 await sock.connect((serving.address.host, serving.address.port))
@@ -252,6 +261,28 @@ async def test_udp_duplicate_sends_some_answers_twice(server_driver: str) -> Non
     replies = await _datagram_replies(server_driver, "duplicate=0.5", 12)
     assert set(replies) == {b"%d" % n for n in range(12)}
     assert 12 < len(replies) < 24
+
+
+async def test_each_answered_datagram_names_the_faults_its_answer_got(
+    server_driver: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="trio_echo")
+    recorder = EventRecorder(forward_to=LoggingSink())
+    replies = await _datagram_replies(server_driver, "drop=0.3,duplicate=0.3", 12, recorder)
+    answered = recorder.of_kind(DatagramAnswered)
+    assert len(answered) == 12
+    assert sum(event.replies for event in answered) == len(replies)
+    for event in answered:
+        expected = {0: "drop", 1: None, 2: "duplicate"}[event.replies]
+        assert event.fault == expected, event
+    assert {event.fault for event in answered} == {"drop", None, "duplicate"}
+    lines = [r.getMessage() for r in caplog.records if "datagram of" in r.getMessage()]
+    assert sum(line.endswith("(answered with 2; fault: duplicate)") for line in lines) == sum(
+        event.fault == "duplicate" for event in answered
+    )
+    assert sum(line.endswith("(answered with 1)") for line in lines) == sum(
+        event.fault is None for event in answered
+    )
 
 
 async def test_udp_reorder_sends_a_held_answer_after_the_next(server_driver: str) -> None:

@@ -100,6 +100,8 @@ class DatagramAnswered:
     at: float
     data: bytes
     replies: int
+    fault: str | None = None
+    """The faults its answer got (``drop``, ``duplicate,delay=20ms``...); None for none."""
 
 
 ConnectionEvent = (
@@ -201,14 +203,17 @@ class LoggingSink:
                     counted(bytes_in, "byte"),
                     bytes_out,
                 )
-            case DatagramAnswered(listener=listener, peer=peer, data=data, replies=replies):
+            case DatagramAnswered(
+                listener=listener, peer=peer, data=data, replies=replies, fault=fault
+            ):
                 log.info(
-                    "%s on %s: datagram of %s: %s (answered with %d)",
+                    "%s on %s: datagram of %s: %s (answered with %d%s)",
                     peer,
                     listener,
                     counted(len(data), "byte"),
                     escape(data),
                     replies,
+                    "" if fault is None else f"; fault: {fault}",
                 )
 
     def _say_unlogged(self, end: Disconnected | ConnectionFailed) -> None:

@@ -92,6 +92,8 @@ class Answer:
     """Not sent now: it goes out after the next answer (a ``reorder`` fault)."""
     after: Answer | None = None
     """An answer held back earlier, to send after this one."""
+    fault: str | None = None
+    """The faults this answer got, as the log names them; None for none."""
 
     def parts(self) -> tuple[Answer, ...]:
         """What to send now, in order: this answer unless held, then the one held before it."""
@@ -207,7 +209,12 @@ class DatagramResponder:
         plan = plan_datagram(self._faults, self._seed, str(self._datagrams))
         held, self._held = self._held, None
         if plan is not None:
-            answer = attrs.evolve(answer, replies=answer.replies * plan.copies, wait=plan.wait)
+            answer = attrs.evolve(
+                answer,
+                replies=answer.replies * plan.copies,
+                wait=plan.wait,
+                fault=plan.description,
+            )
             if plan.hold:
                 answer, self._held = attrs.evolve(answer, held=True), answer
         return attrs.evolve(answer, after=held) if held is not None else answer
@@ -219,7 +226,9 @@ class DatagramResponder:
         replied = sum(len(reply) for reply in answer.replies[:sent])
         self._stats.add_datagram(len(answer.data), sent, replied)
         if self._wants_messages:
-            self._sink(DatagramAnswered(self.listener, answer.peer, now, answer.data, sent))
+            self._sink(
+                DatagramAnswered(self.listener, answer.peer, now, answer.data, sent, answer.fault)
+            )
 
     def socket_error(self, exc: OSError, doing: str, sockaddr: Any = None) -> None:
         """A per-peer socket error (see :func:`is_peer_error`); it is counted and reported."""
