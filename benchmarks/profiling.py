@@ -40,7 +40,7 @@ from typing import Any
 from . import build
 from .servers import BY_KEY, ServerProcess
 from .suite import machine_info
-from .workloads import Measurement, Workload, measure, workloads
+from .workloads import Measurement, Workload, measure, operations_of, workloads
 
 PERF_EVENTS = (
     "raw_syscalls:sys_enter",
@@ -232,13 +232,6 @@ def parse_strace(log: Path) -> dict[str, int]:
             with contextlib.suppress(ValueError):
                 counts[fields[-1]] = int(fields[3])
     return counts
-
-
-def operations_of(m: Measurement, workload: Workload) -> int:
-    """What the figures are per: requests, or sessions under churn (W6)."""
-    if workload.mode == "churn":
-        return round(m.value * m.window_s)
-    return m.requests
 
 
 def profile_server(

@@ -154,6 +154,13 @@ class Measurement:
         return max(self.generator_busy, self.generator_cpu) >= GENERATOR_SATURATED
 
 
+def operations_of(m: Measurement, workload: Workload) -> int:
+    """What per-operation figures are per: requests, or sessions under churn (W6)."""
+    if workload.mode == "churn":
+        return round(m.value * m.window_s)
+    return m.requests
+
+
 def jain_index(values: list[int]) -> float:
     """Jain's fairness index: 1.0 when every connection got the same share."""
     total = sum(values)
