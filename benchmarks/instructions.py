@@ -11,9 +11,10 @@ between two revisions of one.
 How one count is taken (:func:`count`): the server is started under
 ``valgrind --tool=callgrind --instr-atstart=no`` (so nothing is counted while
 Python starts and the connections open), driven by the C load generator as in
-the core suite, and callgrind's instrumentation is switched on at the
-generator's ``window-start`` event and off at ``window-end``, then the counts
-are dumped (``callgrind_control -i on|off``, ``-d``). The ``totals:`` lines of
+the core suite, and callgrind's instrumentation is switched on just before
+the generator's window and off just after it, then the counts are dumped
+(``callgrind_control -i on|off``, ``-d``; the generator waits for each, see
+:class:`CallgrindWindow`). The ``totals:`` lines of
 the server's output files, summed, divided by the operations the generator
 counted in the window (requests, or sessions under churn, W6) give the
 figure.
@@ -86,10 +87,16 @@ def callgrind_control(pid: int, *args: str) -> None:
 
 
 class CallgrindWindow:
-    """A ``measure`` hook: instrumentation on at window-start, off and dumped at window-end.
+    """A gated ``measure`` hook: instrumentation on once the warm-up is over, off and
+    dumped at window-end.
 
-    Records when each switch returned, so a report can tell how far the
-    instrumented stretch was from the generator's window."""
+    Each ``callgrind_control`` call takes a fraction of a second to reach the
+    server. The load generator therefore waits, load running, until each call
+    has returned (``measure(gated=True)``): it starts its window only once
+    instrumentation is on, and half-closes its connections only once it is off.
+    Otherwise the requests the uninstrumented server (many times faster)
+    answered meanwhile would count with no instructions. Records when each
+    switch returned."""
 
     def __init__(self, pid: int, control: Callable[..., None] = callgrind_control) -> None:
         self._pid = pid
@@ -97,7 +104,7 @@ class CallgrindWindow:
         self.switched: dict[str, float] = {}
 
     def __call__(self, event: str) -> None:
-        if event == "window-start":
+        if event == "warmed":
             self._control(self._pid, "-i", "on")
             self.switched["on"] = time.monotonic()
         elif event == "window-end":
@@ -125,12 +132,12 @@ def file_instructions(path: Path) -> int:
 
 
 def output_files(out_dir: Path, pid: int) -> list[Path]:
-    """Every output file of process *pid*: the dumps (``.out.1``, ...) and the final one."""
+    """Every output file of process *pid*: its dumps (``.out.1``, ...) and its last one."""
     return sorted(out_dir.glob(f"callgrind-{pid}.out*"))
 
 
 def total_instructions(out_dir: Path, pid: int) -> int:
-    """Instructions of process *pid* over all its dumps."""
+    """Instructions of process *pid* over all its output files."""
     return sum(file_instructions(path) for path in output_files(out_dir, pid))
 
 
@@ -153,6 +160,7 @@ def count(spec: ServerSpec, workload: Workload, duration: float, log_dir: Path) 
         "server": spec.key,
         "label": spec.label,
         "workload": workload.key,
+        "unit": "session" if workload.mode == "churn" else "request",
         "ok": False,
         "error": "",
         "instructions": 0,
@@ -161,7 +169,8 @@ def count(spec: ServerSpec, workload: Workload, duration: float, log_dir: Path) 
         "window_s": 0.0,
         "instrumented_s": 0.0,
     }
-    out_dir = fresh_directory(log_dir / "callgrind" / f"{workload.key}-{spec.key}")
+    # absolute: a trio-echo child may run in another directory (--trio-echo-rev)
+    out_dir = fresh_directory((log_dir / "callgrind" / f"{workload.key}-{spec.key}").resolve())
     server = ServerProcess(under_callgrind(spec, out_dir), workload.protocol, out_dir)
     try:
         server.start(timeout=START_TIMEOUT)
@@ -180,6 +189,7 @@ def count(spec: ServerSpec, workload: Workload, duration: float, log_dir: Path) 
             duration=duration,
             log_path=out_dir / "loadgen.log",
             hook=window,
+            gated=True,
         )
     finally:
         server.stop()
