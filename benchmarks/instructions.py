@@ -14,10 +14,9 @@ Python starts and the connections open), driven by the C load generator as in
 the core suite, and callgrind's instrumentation is switched on just before
 the generator's window and off just after it, then the counts are dumped
 (``callgrind_control -i on|off``, ``-d``; the generator waits for each, see
-:class:`CallgrindWindow`). The ``totals:`` lines of
-the server's output files, summed, divided by the operations the generator
-counted in the window (requests, or sessions under churn, W6) give the
-figure.
+:class:`CallgrindWindow`). The ``totals:`` lines of the server's output
+files, summed, divided by the operations the generator counted in the window
+(requests, or sessions under churn, W6) give the figure.
 
 What it does not count: the kernel's work. System calls, the TCP stack and
 the scheduler run outside user space; they are counted elsewhere (system

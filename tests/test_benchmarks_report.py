@@ -10,13 +10,14 @@ import contextlib
 import copy
 import json
 import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from benchmarks import instructions, parts, report, transports
+from benchmarks import instructions, parts, report, transports, workloads
 from benchmarks.servers import BY_KEY
 
 
@@ -69,8 +70,8 @@ def core_results() -> dict[str, Any]:
     rows: list[Any] = []
     for workload, servers in CPU.items():
         for server, per_round in servers.items():
-            for rnd, (user, sys) in enumerate(per_round):
-                rows.append(_core_row(workload, server, rnd, 1000.0 + rnd, user, sys))
+            for rnd, (user, kernel) in enumerate(per_round):
+                rows.append(_core_row(workload, server, rnd, 1000.0 + rnd, user, kernel))
     for server, kib in (("trio-echo", 3.9), ("uvloop-protocol", 1.3), ("c-epoll", 0.5)):
         rows.append(_core_row("W7", server, 1, kib, 0, 0))
     shape: dict[str, Any] = {"protocol": "reply", "connections": 100, "depth": 1, "size": 0}
@@ -507,3 +508,29 @@ def test_callgrind_is_switched_on_and_off_at_the_window(tmp_path: Path) -> None:
     assert command[3] == f"--callgrind-out-file={tmp_path}/callgrind-%p.out"
     assert command[4:] == BY_KEY["trio-echo"].command("reply")
     assert spec.is_trio_echo
+
+
+FAKE_GATED_GENERATOR = """
+import sys
+print("event warmed", flush=True)
+first = sys.stdin.readline().strip()
+print("event window-start", flush=True)
+print("event window-end", flush=True)
+second = sys.stdin.readline().strip()
+print('result {"lines": "%s %s"}' % (first, second), flush=True)
+"""
+"""Announces both gates and waits at each for its go-ahead line, as ``loadgen --gate 1``."""
+
+
+def test_a_gated_generator_is_answered_at_both_gates(tmp_path: Path) -> None:
+    """A line goes to the generator once each gate's event has been handled."""
+    seen: list[str] = []
+    result = workloads.run_generator(
+        [sys.executable, "-c", FAKE_GATED_GENERATOR],
+        timeout=60.0,
+        on_event=seen.append,
+        log_path=tmp_path / "generator.log",
+        answered=("ready", "warmed", "window-end"),
+    )
+    assert seen == ["warmed", "window-start", "window-end"]
+    assert result == {"lines": "done done"}
