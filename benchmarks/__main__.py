@@ -1,10 +1,12 @@
 """``python -m benchmarks``: run the suite, rebuild its reports, publish, profile.
 
-python -m benchmarks run [--quick] [--out DIR] [--parts core,transports,client,workers]
+python -m benchmarks run [--quick] [--out DIR]
+                         [--parts core,transports,client,workers,instructions]
                          [--servers K,...] [--workloads W1,...]
 python -m benchmarks report [RESULTS_JSON]
 python -m benchmarks publish [RESULTS_JSON]
 python -m benchmarks profile [--servers K,...] [--workload W2] [--duration S]
+                             [--no-strace] [--no-callgrind]
 python -m benchmarks build
 """
 
@@ -78,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     prof.add_argument("--duration", type=float, default=5.0)
     prof.add_argument("--out", type=Path, default=DEFAULT_OUT / "profile")
     prof.add_argument("--no-strace", action="store_true", help="skip the strace -c pass")
+    prof.add_argument(
+        "--no-callgrind", action="store_true", help="skip the callgrind instruction count"
+    )
 
     commands.add_parser("build", help="compile the load generator and the C server")
 
@@ -147,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.duration,
                 args.out,
                 not args.no_strace,
+                not args.no_callgrind,
             )
     except KeyboardInterrupt:
         print("interrupted: every server and generator was stopped", file=sys.stderr)

@@ -20,6 +20,12 @@
  *   idle    connect N, one round trip each, print "event ready", hold until
  *           a line (or EOF) arrives on stdin or HOLD seconds pass, close.
  *
+ * --gate 1 (steady and churn): after the warm-up, print "event warmed" and keep
+ * the load running until a line arrives on stdin, then start the window; after
+ * the window, wait for a second line before half-closing, and before exiting
+ * (EOF releases both).
+ * A profiler attached between the two lines sees exactly the window's work.
+ *
  * Output on stdout: "event <name>" lines as phases change (the suite samples
  * the server's CPU time and memory on them), then one "result {json}" line.
  * Exit status 0 when every reply was valid, 1 otherwise, 2 on usage errors.
@@ -73,8 +79,9 @@ static struct {
     int port, protocol, mode, connections, depth, size, max_pending, session;
     double warmup, duration, hold, ramp_timeout, drain_timeout;
     uint32_t sample_cap;
+    int gate;
 } opt = {0, PROTO_REPLY, MODE_STEADY, 1, 1, 0, 256, SEED_COUNT, 0.5, 2.0, 30.0, 60.0, 15.0,
-         DEFAULT_SAMPLE_CAP};
+         DEFAULT_SAMPLE_CAP, 0};
 
 static char seed_msgs[SEED_COUNT][32];
 static size_t seed_lens[SEED_COUNT];
@@ -96,6 +103,8 @@ static uint32_t *samples;
 static uint32_t n_samples, samples_cap_alloc;
 static uint64_t samples_dropped;
 static int stdin_watched;
+static int gate_lines;   /* lines read on stdin under --gate (2 once EOF is seen) */
+static int gate_waiting; /* "event warmed" printed, the window not started yet */
 static volatile sig_atomic_t interrupted;
 
 static uint64_t now_ns(void) {
@@ -508,7 +517,7 @@ static void usage(void) {
             "               [--connections N] [--depth K] [--size BYTES (0 = seed messages)]\n"
             "               [--warmup S] [--duration S] [--session N] [--hold S]\n"
             "               [--max-pending N] [--ramp-timeout S] [--drain-timeout S]\n"
-            "               [--sample-cap N]\n");
+            "               [--sample-cap N] [--gate 0|1]\n");
     exit(2);
 }
 
@@ -543,6 +552,7 @@ static void parse(int argc, char **argv) {
         else if (!strcmp(a, "--ramp-timeout")) opt.ramp_timeout = atof(v);
         else if (!strcmp(a, "--drain-timeout")) opt.drain_timeout = atof(v);
         else if (!strcmp(a, "--sample-cap")) opt.sample_cap = (uint32_t)strtoul(v, NULL, 10);
+        else if (!strcmp(a, "--gate")) opt.gate = atoi(v);
         else usage();
     }
     if (opt.port <= 0 || opt.port > 65535 || opt.connections < 1 || opt.depth < 1 ||
@@ -593,7 +603,7 @@ int main(int argc, char **argv) {
     }
     epfd = epoll_create1(EPOLL_CLOEXEC);
     if (epfd < 0) return 1;
-    if (opt.mode == MODE_IDLE) {
+    if (opt.mode == MODE_IDLE || opt.gate) {
         struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
         stdin_watched = epoll_ctl(epfd, EPOLL_CTL_ADD, 0, &ev) == 0;
     }
@@ -606,6 +616,7 @@ int main(int argc, char **argv) {
         uint64_t now = now_ns();
         double in_phase = secs(now - t_phase);
         if (interrupted && phase != PH_DRAIN) {
+            gate_lines = 2;
             fail(NULL, "interrupted");
             start_phase(PH_DRAIN);
         }
@@ -616,7 +627,7 @@ int main(int argc, char **argv) {
                     if (open_conn(&conns[i])) sessions_started++;
                 opened = opt.connections;
                 t_ramped = now_ns();
-                start_phase(opt.warmup > 0 ? PH_WARMUP : PH_WINDOW);
+                start_phase(opt.warmup > 0 || opt.gate ? PH_WARMUP : PH_WINDOW);
                 break;
             }
             while (opened < opt.connections && pending_ramp < opt.max_pending) {
@@ -632,7 +643,7 @@ int main(int argc, char **argv) {
             if (ramped >= opt.connections) {
                 t_ramped = now_ns();
                 if (opt.mode == MODE_IDLE) start_phase(PH_HOLD);
-                else start_phase(opt.warmup > 0 ? PH_WARMUP : PH_WINDOW);
+                else start_phase(opt.warmup > 0 || opt.gate ? PH_WARMUP : PH_WINDOW);
             } else if (in_phase > opt.ramp_timeout) {
                 fail(NULL, "ramp-up: only %d of %d connections answered within %.0f s", ramped,
                      opt.connections, opt.ramp_timeout);
@@ -640,7 +651,16 @@ int main(int argc, char **argv) {
             }
             break;
         case PH_WARMUP:
-            if (in_phase >= opt.warmup) start_phase(PH_WINDOW);
+            if (in_phase < opt.warmup) break;
+            if (!opt.gate || gate_lines >= 1) {
+                start_phase(PH_WINDOW);
+            } else if (!gate_waiting) {
+                gate_waiting = 1;
+                emit("warmed");
+            } else if (in_phase > opt.warmup + opt.hold) {
+                fail(NULL, "no go-ahead on stdin within %.0f s of the warm-up", opt.hold);
+                start_phase(PH_DRAIN);
+            }
             break;
         case PH_WINDOW:
             if (in_phase >= opt.duration) start_phase(PH_DRAIN);
@@ -649,8 +669,8 @@ int main(int argc, char **argv) {
             if (in_phase >= opt.hold) start_phase(PH_DRAIN);
             break;
         case PH_DRAIN:
-            if (opt.mode != MODE_CHURN) begin_closing();
-            if (closed >= opened) {
+            if (opt.mode != MODE_CHURN && (!opt.gate || gate_lines >= 2)) begin_closing();
+            if (closed >= opened && (!opt.gate || gate_lines >= 2)) {
                 phase = PH_DONE;
                 t_drained = now_ns();
             }
@@ -676,12 +696,15 @@ int main(int argc, char **argv) {
         }
         for (int i = 0; i < n; i++) {
             struct conn *c = events[i].data.ptr;
-            if (!c) { /* stdin: the suite is done looking; close */
+            if (!c) { /* stdin: the suite is done looking (idle), or a go-ahead (gate) */
                 char line[64];
                 ssize_t r = read(0, line, sizeof line);
-                (void)r;
-                epoll_ctl(epfd, EPOLL_CTL_DEL, 0, NULL);
-                stdin_watched = 0;
+                for (ssize_t j = 0; j < r; j++) gate_lines += line[j] == '\n';
+                if (r <= 0 || !opt.gate) {
+                    if (r <= 0) gate_lines = 2;
+                    epoll_ctl(epfd, EPOLL_CTL_DEL, 0, NULL);
+                    stdin_watched = 0;
+                }
                 if (phase == PH_HOLD) start_phase(PH_DRAIN);
                 continue;
             }

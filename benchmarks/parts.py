@@ -10,7 +10,10 @@ generator) and then, unless ``--parts`` leaves them out:
   server, in the W2 and W4 shapes (:mod:`benchmarks.client_figure`);
 - ``workers``: CPU per request with ``--workers 1`` and ``2``, how evenly the
   kernel spreads connections over workers, and a worker killed under load
-  (the reliability case's own helper, :func:`reliability.worker_cases.crash_one_worker`).
+  (the reliability case's own helper, :func:`reliability.worker_cases.crash_one_worker`);
+- ``instructions``: user-space instructions per request of trio-echo and the
+  servers it is compared with, counted by callgrind (:mod:`benchmarks.instructions`),
+  one measurement each: the counts repeat within a percent or two.
 
 As in the core suite, every server of a part is started once and the
 servers are measured in turn, round by round (A B C ... A B C ...), so the
@@ -34,9 +37,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import servers, transports
+from . import instructions, servers, transports
+from .workloads import workloads
 
-PARTS = ("core", "transports", "client", "workers")
+PARTS = ("core", "transports", "client", "workers", "instructions")
 """What ``run --parts`` can choose from; all of them by default."""
 
 
@@ -56,7 +60,13 @@ class PartsPlan:
     client_seconds: float
     """The window of one client-figure measurement (it runs each shape in turn)."""
     crash_drivers: tuple[str, ...]
+    instruction_seconds: float = 4.0
+    """The window of one callgrind count (the server runs under valgrind)."""
+    instruction_workloads: tuple[str, ...] = ("W1", "W2", "W4", "W6")
 
+
+INSTRUCTION_SERVERS = ("trio-echo", "uvloop-protocol", "asyncio-protocol", "trio-tutorial")
+"""The servers of the instructions part: trio-echo and the ones it is compared with."""
 
 FULL_PARTS = PartsPlan(
     rounds=3,
@@ -77,6 +87,7 @@ QUICK_PARTS = PartsPlan(
     client_rounds=1,
     client_seconds=1.0,
     crash_drivers=("trio",),
+    instruction_seconds=1.5,
 )
 
 Load = Callable[[float], int]
@@ -305,6 +316,46 @@ def run_client(plan: PartsPlan, out_dir: Path, progress: Callable[[str], None]) 
     }
 
 
+def run_instructions(
+    plan: PartsPlan, out_dir: Path, progress: Callable[[str], None]
+) -> dict[str, Any]:
+    """One callgrind count per server per workload, the servers in turn within each
+    workload; skipped with a note when valgrind is missing."""
+    reason = instructions.missing_tools()
+    if reason:
+        progress(f"instructions skipped: {reason}")
+        return {"skipped": reason, "measurements": []}
+    specs: list[servers.ServerSpec] = []
+    skipped: list[str] = []
+    for key in INSTRUCTION_SERVERS:
+        spec = servers.BY_KEY[key]
+        missing = spec.missing()
+        if missing:
+            skipped.append(f"{spec.label}: {missing}")
+            progress(f"instructions: {spec.label} skipped, {missing}")
+        else:
+            specs.append(spec)
+    chosen = [w for w in workloads(0) if w.key in plan.instruction_workloads]
+    rows: list[dict[str, Any]] = []
+    for workload in chosen:
+        for spec in specs:
+            row = instructions.count(spec, workload, plan.instruction_seconds, out_dir / "logs")
+            rows.append(row)
+            progress(_instructions_line(row))
+    return {
+        "seconds": plan.instruction_seconds,
+        "skipped_servers": skipped,
+        "measurements": rows,
+    }
+
+
+def _instructions_line(row: dict[str, Any]) -> str:
+    head = f"{row['workload']} callgrind {row['label']:<26}"
+    if not row["ok"]:
+        return f"{head} FAILED: {row['error']}"
+    return f"{head} {row['per_op']:>12,.0f} instructions per {row['unit']}"
+
+
 def run_parts(
     chosen: Sequence[str],
     plan: PartsPlan,
@@ -327,6 +378,8 @@ def run_parts(
             parts[name] = run_workers(plan, progress)
         elif name == "client":
             parts[name] = run_client(plan, out_dir, progress)
+        elif name == "instructions":
+            parts[name] = run_instructions(plan, out_dir, progress)
         else:
             continue
         parts[name]["elapsed_s"] = time.monotonic() - started

@@ -25,6 +25,9 @@ WORKLOADS = {
 }
 """Each rate workload of the parts: its title and what one request is."""
 TRIO_ECHO_PREFIX = "trio-echo"
+INSTRUCTIONS_OURS = "trio-echo"
+INSTRUCTIONS_BASES = ("uvloop-protocol", "asyncio-protocol")
+"""The servers trio-echo's instruction counts are set against, in the table and the summary."""
 
 
 def _median(values: Sequence[float]) -> float:
@@ -168,14 +171,57 @@ def summarize_client(results: dict[str, Any]) -> dict[str, Any] | None:
     }
 
 
+def summarize_instructions(results: dict[str, Any]) -> dict[str, Any] | None:
+    """Per workload and server: user-space instructions per operation (one count each),
+    and trio-echo's count over each base server's (below 1: trio-echo executes fewer)."""
+    part = results.get("parts", {}).get("instructions")
+    if part is None:
+        return None
+    cells: dict[str, dict[str, float]] = {}
+    labels: dict[str, str] = {}
+    units: dict[str, str] = {}
+    failures: list[str] = []
+    for row in part.get("measurements", []):
+        labels.setdefault(row["server"], row.get("label", row["server"]))
+        units.setdefault(row["workload"], row.get("unit", "request"))
+        workload_cells = cells.setdefault(row["workload"], {})
+        if not row["ok"]:
+            failures.append(
+                f"instructions {row['workload']} {labels[row['server']]}: {row['error']}"
+            )
+            continue
+        workload_cells[row["server"]] = row["per_op"]
+    ratios = {
+        workload: {
+            base: by_server[INSTRUCTIONS_OURS] / by_server[base]
+            for base in INSTRUCTIONS_BASES
+            if INSTRUCTIONS_OURS in by_server and by_server.get(base, 0.0) > 0
+        }
+        for workload, by_server in cells.items()
+    }
+    return {
+        "cells": cells,
+        "labels": labels,
+        "units": units,
+        "ratios": ratios,
+        "failures": failures,
+        "skipped": part.get("skipped", ""),
+        "skipped_servers": part.get("skipped_servers", []),
+        "seconds": part.get("seconds", 0.0),
+    }
+
+
 def summarize_parts(results: dict[str, Any]) -> dict[str, Any]:
     """Everything the markdown and the chart need from ``results["parts"]``."""
     workers = results.get("parts", {}).get("workers", {})
     rates = summarize_rates(results)
     client = summarize_client(results)
+    instructions = summarize_instructions(results)
     failures = list(rates["failures"])
     if client:
         failures += client["failures"]
+    if instructions:
+        failures += instructions["failures"]
     for crash in workers.get("crash", []):
         if not crash["ok"]:
             failures.append(f"crashed worker ({crash['driver']}): {crash['error']}")
@@ -184,6 +230,7 @@ def summarize_parts(results: dict[str, Any]) -> dict[str, Any]:
         "client": client,
         "spread": workers.get("spread", []),
         "crash": workers.get("crash", []),
+        "instructions": instructions,
         "failures": failures,
         "present": sorted(results.get("parts", {})),
     }
@@ -266,6 +313,53 @@ def crash_table(ps: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def instructions_table(ps: dict[str, Any]) -> str:
+    """Workloads down, servers across: instructions per operation, then trio-echo's ratios."""
+    found = ps["instructions"]
+    if not found or not found["cells"]:
+        return ""
+    labels = found["labels"]
+    servers = list(labels)
+    bases = [b for b in INSTRUCTIONS_BASES if any(b in r for r in found["ratios"].values())]
+    header = ["workload", *(labels[k] for k in servers)]
+    header += [f"{labels[INSTRUCTIONS_OURS]} / {labels[b]}" for b in bases]
+    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    for workload, by_server in found["cells"].items():
+        row = [f"{workload} (per {found['units'].get(workload, 'request')})"]
+        row += [number_text(by_server[k]) if k in by_server else "failed" for k in servers]
+        row += [_times(found["ratios"][workload].get(b)) for b in bases]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _times(ratio: float | None) -> str:
+    return f"{ratio:.2f}x" if ratio is not None else "-"
+
+
+def instructions_section(ps: dict[str, Any]) -> list[str]:
+    """The results.md section of the instructions part; a one-line note when it was skipped."""
+    found = ps["instructions"]
+    if not found:
+        return []
+    out = ["## User-space instructions per request (callgrind)\n"]
+    if found["skipped"]:
+        return [*out, f"Not measured: {found['skipped']}.\n"]
+    out.append(
+        "Instructions each server executed in user space per request (per session under "
+        "churn), counted by `valgrind --tool=callgrind` with its instrumentation on for "
+        f"exactly the load generator's window of {found['seconds']:g} s, one count per server "
+        "(the server runs under valgrind, many times slower; the rates of these runs mean "
+        "nothing). The counts repeat within 1-2% from run to run however busy the machine "
+        "is, so they show differences the CPU times cannot. The kernel's work is not in "
+        "them: system calls are counted by `python -m benchmarks profile`, kernel CPU per "
+        "request is in the core tables. A ratio below 1: trio-echo executes fewer.\n"
+    )
+    out.append(instructions_table(ps))
+    if found["skipped_servers"]:
+        out.append("Skipped: " + "; ".join(found["skipped_servers"]) + ".\n")
+    return out
+
+
 BIGGER_MACHINE = """\
 What a bigger machine should show, and how to run it there. With at least
 N + 2 cores (N workers, and the generator on cores of its own, or on a
@@ -328,6 +422,7 @@ def parts_markdown(results: dict[str, Any], ps: dict[str, Any]) -> str:
             "### On a bigger machine\n",
             BIGGER_MACHINE,
         ]
+    out += instructions_section(ps)
     return "\n".join(part for part in out if part)
 
 
@@ -376,7 +471,33 @@ def summary_lines(ps: dict[str, Any]) -> list[str]:
                     f"{ratio_text(row['share'], spread=False)} "
                     f"of the C generator's rate (limit: {row['limit']})"
                 )
+    instructions = _instructions_line(ps["instructions"])
+    if instructions:
+        lines.append(instructions)
     return lines
+
+
+def _instructions_line(found: dict[str, Any] | None) -> str:
+    """trio-echo's instruction counts over each base server's, workload by workload."""
+    if not found:
+        return ""
+    against = []
+    for base in INSTRUCTIONS_BASES:
+        shown = [
+            f"{workload} {ratios[base]:.2f}x"
+            for workload, ratios in found["ratios"].items()
+            if base in ratios
+        ]
+        if shown:
+            against.append(f"{found['labels'].get(base, base)}'s: " + ", ".join(shown))
+    if not against:
+        return ""
+    churn = [w for w, unit in found["units"].items() if unit == "session"]
+    per_session = f"; per session in {', '.join(churn)}" if churn else ""
+    return (
+        f"user-space instructions per request (callgrind{per_session}), "
+        "trio-echo over " + "; over ".join(against)
+    )
 
 
 Panel = Callable[[Any], None]
@@ -391,7 +512,32 @@ def panels(ps: dict[str, Any]) -> list[Panel]:
         found.append(_cpu_panel(workload, servers, ps))
     if ps["client"]:
         found.append(_client_panel(ps["client"]))
+    if ps["instructions"] and any(ps["instructions"]["ratios"].values()):
+        found.append(_instructions_panel(ps["instructions"]))
     return found
+
+
+def _instructions_panel(found: dict[str, Any]) -> Panel:
+    def draw(ax: Any) -> None:
+        workloads = list(found["ratios"])
+        width = 0.8 / len(INSTRUCTIONS_BASES)
+        for j, base in enumerate(INSTRUCTIONS_BASES):
+            xs = [
+                i + (j - (len(INSTRUCTIONS_BASES) - 1) / 2) * width for i in range(len(workloads))
+            ]
+            values = [found["ratios"][w].get(base, 0.0) for w in workloads]
+            ax.bar(xs, values, width, label=f"over {found['labels'].get(base, base)}")
+        ax.axhline(1.0, color="black", linewidth=0.8)
+        ax.set_xticks(range(len(workloads)))
+        ax.set_xticklabels(workloads)
+        ax.set_title(
+            "trio-echo's user-space instructions per request\n(callgrind; lower is better)",
+            fontsize=10,
+        )
+        ax.legend(fontsize=8)
+        ax.grid(axis="y", alpha=0.3)
+
+    return draw
 
 
 def _cpu_panel(workload: str, servers: dict[str, Any], ps: dict[str, Any]) -> Panel:

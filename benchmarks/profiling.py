@@ -13,7 +13,10 @@ window (the load generator announces it):
    meaningful, rates do not);
 4. ``py-spy record --native``: sampled stacks, grouped into categories (the
    socket system calls, epoll, the scheduler, cancel scopes, the protocol code,
-   ...), each turned into microseconds of server CPU per request with pass 1.
+   ...), each turned into microseconds of server CPU per request with pass 1;
+5. callgrind: user-space instructions per request, repeatable within a percent
+   or two on a busy machine (:func:`benchmarks.instructions.count`: a second
+   server process, started under valgrind).
 
 Under churn (W6) every figure is per session rather than per request.
 
@@ -37,10 +40,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from . import build
+from . import build, instructions
 from .servers import BY_KEY, ServerProcess
 from .suite import machine_info
-from .workloads import Measurement, Workload, measure, workloads
+from .workloads import Measurement, Workload, measure, operations_of, workloads
 
 PERF_EVENTS = (
     "raw_syscalls:sys_enter",
@@ -234,17 +237,15 @@ def parse_strace(log: Path) -> dict[str, int]:
     return counts
 
 
-def operations_of(m: Measurement, workload: Workload) -> int:
-    """What the figures are per: requests, or sessions under churn (W6)."""
-    if workload.mode == "churn":
-        return round(m.value * m.window_s)
-    return m.requests
-
-
 def profile_server(
-    key: str, workload: Workload, duration: float, out_dir: Path, use_strace: bool
+    key: str,
+    workload: Workload,
+    duration: float,
+    out_dir: Path,
+    use_strace: bool,
+    use_callgrind: bool = True,
 ) -> dict[str, Any]:
-    """All passes against one server process."""
+    """All passes against one server process, then the callgrind count against another."""
     spec = BY_KEY[key]
     result: dict[str, Any] = {"server": key, "label": spec.label}
     log_dir = out_dir / "logs"
@@ -336,7 +337,17 @@ def profile_server(
                 }
                 stacks["req_per_s_while_sampling"] = m.value
                 result["py_spy"] = stacks
+    if use_callgrind and not instructions.missing_tools():
+        counted = instructions.count(spec, workload, duration, log_dir)
+        result["callgrind"] = counted
+        print(f"  {spec.label}: {_instructions_text(counted)}", file=sys.stderr)
     return result
+
+
+def _instructions_text(counted: dict[str, Any]) -> str:
+    if not counted["ok"]:
+        return f"callgrind failed: {counted['error']}"
+    return f"{counted['per_op']:,.0f} user-space instructions per {counted['unit']}"
 
 
 SYSCALL_ROWS = (
@@ -394,6 +405,7 @@ def markdown(results: list[dict[str, Any]], workload: Workload, meta: dict[str, 
                 lines.append(f"| {name} | " + " | ".join(cells) + " |")
         rates = " | ".join(f"{r[source]['req_per_s']:,.0f}" for r in with_data)
         lines.append(f"| (req/s while attached) | {rates} |")
+    lines += _instructions_markdown(results, workload)
     with_stacks = [r for r in results if "py_spy" in r]
     if with_stacks:
         categories: list[str] = []
@@ -427,8 +439,34 @@ def markdown(results: list[dict[str, Any]], workload: Workload, meta: dict[str, 
     return "\n".join(lines) + "\n"
 
 
+def _instructions_markdown(results: list[dict[str, Any]], workload: Workload) -> list[str]:
+    """The callgrind section: instructions per request (per session under churn)."""
+    counted = [r for r in results if "callgrind" in r]
+    if not counted:
+        return []
+    unit = "session" if workload.mode == "churn" else "request"
+    lines = [
+        f"\n## User-space instructions per {unit} (callgrind)\n",
+        "Counted over the window by callgrind, in a server process of its own started under "
+        "valgrind; repeatable within 1-2% on a busy machine. The kernel's work (the system "
+        "calls above) is not in them.\n",
+        f"| server | instructions per {unit} | {unit}s counted |",
+        "|---|---|---|",
+    ]
+    for r in counted:
+        c = r["callgrind"]
+        figure = f"{c['per_op']:,.0f}" if c["ok"] else f"failed: {c['error']}"
+        lines.append(f"| {r['label']} | {figure} | {c['operations']:,} |")
+    return lines
+
+
 def run(
-    server_keys: list[str], workload_key: str, duration: float, out_dir: Path, use_strace: bool
+    server_keys: list[str],
+    workload_key: str,
+    duration: float,
+    out_dir: Path,
+    use_strace: bool,
+    use_callgrind: bool = True,
 ) -> int:
     build.build()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -443,6 +481,8 @@ def run(
         print(f"profile: unknown servers {unknown}; known: {', '.join(BY_KEY)}", file=sys.stderr)
         return 2
     meta = machine_info()
+    if use_callgrind and instructions.missing_tools():
+        print(f"  callgrind pass skipped: {instructions.missing_tools()}", file=sys.stderr)
     results = []
     for key in server_keys:
         reason = BY_KEY[key].missing()
@@ -450,7 +490,7 @@ def run(
             print(f"  {key}: skipped, {reason}", file=sys.stderr)
             continue
         print(f"profiling {key} under {workload.key} ...", file=sys.stderr)
-        results.append(profile_server(key, workload, duration, out_dir, use_strace))
+        results.append(profile_server(key, workload, duration, out_dir, use_strace, use_callgrind))
     (out_dir / "profile.json").write_text(
         json.dumps({"machine": meta, "workload": workload.key, "servers": results}, indent=1)
     )

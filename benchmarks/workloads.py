@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -154,6 +155,13 @@ class Measurement:
         return max(self.generator_busy, self.generator_cpu) >= GENERATOR_SATURATED
 
 
+def operations_of(m: Measurement, workload: Workload) -> int:
+    """What per-operation figures are per: requests, or sessions under churn (W6)."""
+    if workload.mode == "churn":
+        return round(m.value * m.window_s)
+    return m.requests
+
+
 def jain_index(values: list[int]) -> float:
     """Jain's fairness index: 1.0 when every connection got the same share."""
     total = sum(values)
@@ -167,8 +175,13 @@ def run_generator(
     timeout: float,
     on_event: Callable[[str], None],
     log_path: Path,
+    answered: Collection[str] = ("ready",),
 ) -> dict[str, Any]:
-    """Run the load generator; call *on_event* on each phase event; return its result."""
+    """Run the load generator; call *on_event* on each phase event; return its result.
+
+    After an event in *answered* has been handled, a line goes to the generator's
+    stdin: it waits for one there ("ready" of W7; "warmed" and "window-end" with
+    ``--gate 1``)."""
     with log_path.open("ab") as log:
         process = procs.spawn(args, cwd=REPO, stderr=log, stdin=subprocess.PIPE)
         assert process.stdout is not None
@@ -184,9 +197,10 @@ def run_generator(
                 if line.startswith("event "):
                     name = line.split(" ", 1)[1]
                     on_event(name)
-                    if name == "ready" and process.stdin is not None:
-                        process.stdin.write(b"done\n")
-                        process.stdin.flush()
+                    if name in answered and process.stdin is not None:
+                        with contextlib.suppress(BrokenPipeError):  # it finished meanwhile
+                            process.stdin.write(b"done\n")
+                            process.stdin.flush()
                 elif line.startswith("result "):
                     result: dict[str, Any] = json.loads(line.split(" ", 1)[1])
                     process.wait(10)
@@ -206,12 +220,16 @@ def measure(
     duration: float,
     log_path: Path,
     hook: Callable[[str], None] | None = None,
+    gated: bool = False,
 ) -> Measurement:
     """Drive *server* with *workload* once and score it.
 
     *hook* is called with each generator event ("window-start", "window-end",
     "ready") after the server's CPU time is read, so profilers can attach to
-    exactly the measured window.
+    exactly the measured window. *gated* makes the generator wait, load
+    running, after the warm-up ("warmed") and after the window ("window-end",
+    before closing) until the hook has returned: for a profiler that takes a
+    while to switch on or off, and must not count anything outside the window.
     """
     m = Measurement(workload.key, server.spec.key, round_index, warmup_round)
     m.load1 = procs.load_average()
@@ -244,10 +262,12 @@ def measure(
                 "60",
                 "--drain-timeout",
                 "120" if workload.mode == "idle" else "30",
+                *(["--gate", "1"] if gated else []),
             ],
             timeout=timeout,
             on_event=on_event,
             log_path=log_path,
+            answered=("ready", "warmed", "window-end") if gated else ("ready",),
         )
         server.check_alive()
     except Exception as exc:

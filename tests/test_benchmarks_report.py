@@ -9,13 +9,16 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from benchmarks import parts, report, transports
+from benchmarks import instructions, parts, report, transports, workloads
+from benchmarks.servers import BY_KEY
 
 
 def _core_row(workload: str, server: str, rnd: int, value: float, user: float, sys: float) -> Any:
@@ -67,8 +70,8 @@ def core_results() -> dict[str, Any]:
     rows: list[Any] = []
     for workload, servers in CPU.items():
         for server, per_round in servers.items():
-            for rnd, (user, sys) in enumerate(per_round):
-                rows.append(_core_row(workload, server, rnd, 1000.0 + rnd, user, sys))
+            for rnd, (user, kernel) in enumerate(per_round):
+                rows.append(_core_row(workload, server, rnd, 1000.0 + rnd, user, kernel))
     for server, kib in (("trio-echo", 3.9), ("uvloop-protocol", 1.3), ("c-epoll", 0.5)):
         rows.append(_core_row("W7", server, 1, kib, 0, 0))
     shape: dict[str, Any] = {"protocol": "reply", "connections": 100, "depth": 1, "size": 0}
@@ -364,3 +367,170 @@ def test_the_c_generator_is_the_reference_whatever_depth_its_row_names() -> None
     rows = {row["driver"]: row for row in client["rows"]}
     assert rows["C loadgen (depth 1)"]["limit"] == "reference"
     assert rows["trio-echo client (trio)"]["share"]["median"] == pytest.approx(0.725)
+
+
+def _instructions_row(workload: str, server: str, label: str, per_op: float) -> Any:
+    operations = 1000
+    return {
+        "server": server,
+        "label": label,
+        "workload": workload,
+        "unit": "session" if workload == "W6" else "request",
+        "ok": True,
+        "error": "",
+        "instructions": round(per_op * operations),
+        "operations": operations,
+        "per_op": per_op,
+        "window_s": 4.0,
+        "instrumented_s": 4.0,
+    }
+
+
+def instructions_part() -> dict[str, Any]:
+    """W2 and W6: trio-echo 10,000 and 330,000, uvloop 5,000 and 60,000, asyncio 20,000
+    and 300,000, the Trio tutorial 40,000 and 1,200,000 instructions per operation."""
+    servers = (
+        ("trio-echo", "trio-echo (Trio)", {"W2": 10000.0, "W6": 330000.0}),
+        ("uvloop-protocol", "uvloop Protocol", {"W2": 5000.0, "W6": 60000.0}),
+        ("asyncio-protocol", "asyncio Protocol", {"W2": 20000.0, "W6": 300000.0}),
+        ("trio-tutorial", "Trio tutorial", {"W2": 40000.0, "W6": 1200000.0}),
+    )
+    rows = [
+        _instructions_row(workload, key, label, counts[workload])
+        for workload in ("W2", "W6")
+        for key, label, counts in servers
+    ]
+    return {"seconds": 4.0, "skipped_servers": [], "measurements": rows, "elapsed_s": 60.0}
+
+
+def results_with_instructions() -> dict[str, Any]:
+    results = full_results()
+    results["parts"]["instructions"] = instructions_part()
+    return results
+
+
+def test_instruction_ratios_are_trio_echo_over_each_base() -> None:
+    found = report.summarize(results_with_instructions())["parts"]["instructions"]
+    assert found["cells"]["W6"]["trio-echo"] == pytest.approx(330000.0)
+    assert found["ratios"]["W2"] == {
+        "uvloop-protocol": pytest.approx(2.0),
+        "asyncio-protocol": pytest.approx(0.5),
+    }
+    assert found["ratios"]["W6"]["uvloop-protocol"] == pytest.approx(5.5)
+    assert found["ratios"]["W6"]["asyncio-protocol"] == pytest.approx(1.1)
+
+
+def test_the_page_shows_instructions_per_request() -> None:
+    results = results_with_instructions()
+    summary = report.summarize(results)
+    page = report.results_markdown(results, summary, "chart.png")
+    assert "## User-space instructions per request (callgrind)" in page
+    assert (
+        "| workload | trio-echo (Trio) | uvloop Protocol | asyncio Protocol | Trio tutorial "
+        "| trio-echo (Trio) / uvloop Protocol | trio-echo (Trio) / asyncio Protocol |"
+    ) in page
+    assert "| W2 (per request) | 10,000 | 5,000 | 20,000 | 40,000 | 2.00x | 0.50x |" in page
+    assert "| W6 (per session) | 330,000 | 60,000 | 300,000 | 1,200,000 | 5.50x | 1.10x |" in page
+    assert (
+        "- user-space instructions per request (callgrind; per session in W6), trio-echo "
+        "over uvloop Protocol's: W2 2.00x, W6 5.50x; over asyncio Protocol's: W2 0.50x, "
+        "W6 1.10x"
+    ) in report.summary_markdown(results, summary)
+
+
+def test_a_json_without_instructions_says_nothing_of_them() -> None:
+    results = full_results()
+    summary = report.summarize(results)
+    assert summary["parts"]["instructions"] is None
+    page = report.results_markdown(results, summary, "chart.png")
+    assert "callgrind" not in page and "## Workers" in page
+    assert "callgrind" not in report.summary_markdown(results, summary)
+
+
+def test_a_failed_instruction_count_is_noted() -> None:
+    results = results_with_instructions()
+    row = results["parts"]["instructions"]["measurements"][4]  # W6, trio-echo
+    row.update(ok=False, error="trio-echo (Trio) did not listen within 120 s", per_op=0.0)
+    summary = report.summarize(results)
+    page = report.results_markdown(results, summary, "chart.png")
+    assert "| W6 (per session) | failed | 60,000 | 300,000 | 1,200,000 | - | - |" in page
+    assert "- instructions W6 trio-echo (Trio): trio-echo (Trio) did not listen" in page
+    line = "over uvloop Protocol's: W2 2.00x; over asyncio Protocol's: W2 0.50x"
+    assert line in report.summary_markdown(results, summary)
+
+
+def test_a_run_without_valgrind_says_so_in_one_line() -> None:
+    results = full_results()
+    results["parts"]["instructions"] = {"skipped": "valgrind not found", "measurements": []}
+    summary = report.summarize(results)
+    page = report.results_markdown(results, summary, "chart.png")
+    assert "## User-space instructions per request (callgrind)\n\nNot measured: valgrind" in page
+    assert "callgrind" not in report.summary_markdown(results, summary)
+
+
+def test_the_instructions_part_skips_itself_without_valgrind(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(shutil, "which", lambda tool: None)
+    notes: list[str] = []
+    part = parts.run_instructions(parts.QUICK_PARTS, tmp_path, notes.append)
+    assert part["measurements"] == []
+    assert notes == [
+        "instructions skipped: valgrind and callgrind_control not found (apt-get install valgrind)"
+    ]
+
+
+def test_callgrind_totals_are_summed_over_the_dumps_of_one_process(tmp_path: Path) -> None:
+    header = "# callgrind format\nversion: 1\ncreator: callgrind-3.19.0\npid: 42\ncmd: python\n"
+    (tmp_path / "callgrind-42.out.1").write_text(
+        header + "events: Ir\nsummary: 1000\n\nfl=(1) a.c\nfn=(1) f\n3 1000\n\ntotals: 1000\n"
+    )
+    (tmp_path / "callgrind-42.out.2").write_text(  # several events: Ir is the first
+        header + "events: Ir Dr\nsummary: 250 7\n\ntotals: 250 7\n"
+    )
+    (tmp_path / "callgrind-42.out").write_text(header + "events: Ir\nsummary: 5\n")  # no totals
+    (tmp_path / "callgrind-43.out").write_text(header + "events: Ir\ntotals: 999999\n")
+    assert instructions.file_instructions(tmp_path / "callgrind-42.out.1") == 1000
+    assert instructions.file_instructions(tmp_path / "callgrind-42.out") == 5
+    assert instructions.total_instructions(tmp_path, 42) == 1255
+
+
+def test_callgrind_is_switched_on_and_off_at_the_window(tmp_path: Path) -> None:
+    sent: list[tuple[Any, ...]] = []
+    window = instructions.CallgrindWindow(7, lambda *args: sent.append(args))
+    for event in ("warmed", "window-start", "window-end"):
+        window(event)
+    assert sent == [(7, "-i", "on"), (7, "-i", "off"), (7, "-d")]
+    assert window.instrumented_s >= 0.0
+    spec = instructions.under_callgrind(BY_KEY["trio-echo"], tmp_path)
+    command = spec.command("reply")
+    assert command[:3] == ["valgrind", "--tool=callgrind", "--instr-atstart=no"]
+    assert command[3] == f"--callgrind-out-file={tmp_path}/callgrind-%p.out"
+    assert command[4:] == BY_KEY["trio-echo"].command("reply")
+    assert spec.is_trio_echo
+
+
+FAKE_GATED_GENERATOR = """
+import sys
+print("event warmed", flush=True)
+first = sys.stdin.readline().strip()
+print("event window-start", flush=True)
+print("event window-end", flush=True)
+second = sys.stdin.readline().strip()
+print('result {"lines": "%s %s"}' % (first, second), flush=True)
+"""
+"""Announces both gates and waits at each for its go-ahead line, as ``loadgen --gate 1``."""
+
+
+def test_a_gated_generator_is_answered_at_both_gates(tmp_path: Path) -> None:
+    """A line goes to the generator once each gate's event has been handled."""
+    seen: list[str] = []
+    result = workloads.run_generator(
+        [sys.executable, "-c", FAKE_GATED_GENERATOR],
+        timeout=60.0,
+        on_event=seen.append,
+        log_path=tmp_path / "generator.log",
+        answered=("ready", "warmed", "window-end"),
+    )
+    assert seen == ["warmed", "window-start", "window-end"]
+    assert result == {"lines": "done done"}
