@@ -16,12 +16,6 @@ class EchoServer(AnsweringServer):
     def _answer(self, data: bytes) -> bytes:
         return data
 
-    def answer(self, data: bytes) -> bytes | None:
-        # The shortcut written out, as for ``reply``: every read passes here.
-        if self._finished or not data:
-            return None
-        return data
-
 
 class EchoClient(ClientCodec):
     """Client side: the reply must be the message, byte for byte."""
