@@ -405,7 +405,7 @@ def markdown(results: list[dict[str, Any]], workload: Workload, meta: dict[str, 
                 lines.append(f"| {name} | " + " | ".join(cells) + " |")
         rates = " | ".join(f"{r[source]['req_per_s']:,.0f}" for r in with_data)
         lines.append(f"| (req/s while attached) | {rates} |")
-    lines += _instructions_markdown(results, workload)
+    lines += _instructions_markdown(results)
     with_stacks = [r for r in results if "py_spy" in r]
     if with_stacks:
         categories: list[str] = []
@@ -439,12 +439,12 @@ def markdown(results: list[dict[str, Any]], workload: Workload, meta: dict[str, 
     return "\n".join(lines) + "\n"
 
 
-def _instructions_markdown(results: list[dict[str, Any]], workload: Workload) -> list[str]:
+def _instructions_markdown(results: list[dict[str, Any]]) -> list[str]:
     """The callgrind section: instructions per request (per session under churn)."""
     counted = [r for r in results if "callgrind" in r]
     if not counted:
         return []
-    unit = "session" if workload.mode == "churn" else "request"
+    unit = counted[0]["callgrind"]["unit"]
     lines = [
         f"\n## User-space instructions per {unit} (callgrind)\n",
         "Counted over the window by callgrind, in a server process of its own started under "
