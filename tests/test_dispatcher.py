@@ -10,6 +10,7 @@ bounded by ``fail_after``.
 from __future__ import annotations
 
 import errno
+import functools
 import math
 import socket
 import struct
@@ -23,6 +24,7 @@ import trio.testing
 from trio.lowlevel import Task, current_task
 
 from trio_echo.address import Address
+from trio_echo.trio_driver import dispatcher as dispatcher_module
 from trio_echo.trio_driver.dispatcher import IDLE, STALLED, Dispatcher, Seat, current_dispatcher
 from trio_echo.trio_driver.fast_stream import FastSocketStream
 
@@ -507,6 +509,64 @@ async def test_a_flooding_peer_does_not_monopolise_a_round() -> None:
     assert waiting.received == [b"ping"]
     assert flooding.received == [b"ffff"] * 100
     assert len(log) == 101
+
+
+class ReadsPerStep(trio.abc.Instrument):
+    """How many reads the dispatcher's task made in each of its steps (*log* counts them)."""
+
+    def __init__(self, log: list[tuple[str, bytes]]) -> None:
+        self.log = log
+        self.served: list[int] = []
+        self._before = 0
+
+    def before_task_step(self, task: Task) -> None:
+        if task.name == "trio_echo.dispatcher":
+            self._before = len(self.log)
+
+    def after_task_step(self, task: Task) -> None:
+        if task.name == "trio_echo.dispatcher":
+            self.served.append(len(self.log) - self._before)
+
+
+async def reads_per_dispatcher_step(peers: int, sent: bytes) -> list[int]:
+    """Have *peers* connections each send *sent*, read 4 bytes at a time; reads per step."""
+    log: list[tuple[str, bytes]] = []
+    pairs = [relayed_pair() for _ in range(peers)]
+    current_dispatcher()  # its task started before the count begins
+    counter = ReadsPerStep(log)
+    trio.lowlevel.add_instrument(counter)
+    try:
+        with trio.fail_after(5):
+            async with trio.open_nursery() as nursery:
+                for number, (stream, peer) in enumerate(pairs):
+                    peer.send(sent)
+                    conversation = FakeConversation(name=str(number), log=log)
+                    nursery.start_soon(
+                        functools.partial(relay, stream, conversation, receive_size=4)
+                    )
+                await trio.testing.wait_all_tasks_blocked()
+                nursery.cancel_scope.cancel()
+    finally:
+        trio.lowlevel.remove_instrument(counter)
+        for stream, peer in pairs:
+            stream.close()
+            peer.close()
+    assert len(log) == peers * len(sent) // 4
+    return [served for served in counter.served if served]
+
+
+async def test_while_several_connections_are_ready_they_are_polled_again_in_the_same_step() -> None:
+    """Two peers 8 bytes ahead, read 4 at a time: all four reads in one step, not two rounds
+    with a pass through the scheduler between them."""
+    assert await reads_per_dispatcher_step(2, b"x" * 8) == [4]
+
+
+async def test_a_step_serves_at_most_its_turns_before_it_yields(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With three turns a step, three peers 8 bytes ahead are served in two steps of three."""
+    monkeypatch.setattr(dispatcher_module, "TURNS_BEFORE_YIELD", 3)
+    assert await reads_per_dispatcher_step(3, b"x" * 8) == [3, 3]
 
 
 async def test_closing_a_relayed_stream_from_another_task_raises_closed_resource_error() -> None:

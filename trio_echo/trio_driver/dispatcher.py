@@ -31,9 +31,10 @@ Trio's guarantees hold:
   is woken with :data:`IDLE` or :data:`STALLED` when it passes;
 * connections are served fairly: each ready connection gets one read of at
   most its receive size (or a few full ones in a row, for a stream that
-  asks for them), or one write of its pending rest, per round, and the
-  dispatcher yields to the scheduler between rounds, so a flooding peer
-  waits its turn like the rest;
+  asks for them), or one write of its pending rest, per round (one poll of
+  the set), and the dispatcher yields to the scheduler after at most
+  :data:`TURNS_BEFORE_YIELD` turns, so a flooding peer waits its turn like
+  the rest and so do the other tasks;
 * memory stays bounded: a connection holds at most one reply's rest, and
   nothing more is read from it until that rest is out.
 
@@ -57,6 +58,7 @@ from typing import TYPE_CHECKING, Final, Protocol
 
 import outcome
 import trio
+from trio.abc import Clock
 from trio.lowlevel import (
     Abort,
     RaiseCancelT,
@@ -78,8 +80,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("trio_echo.server")
 
-MAX_EVENTS_PER_ROUND = 256
-"""Connections served per round before the dispatcher yields to other tasks."""
+TURNS_BEFORE_YIELD = 256
+"""Connection turns the dispatcher serves, over one round or several, before it yields."""
 
 SHORT_READ = 4096
 """Bytes read at a time while memory is short (a full read's buffer could not be had)."""
@@ -343,7 +345,7 @@ class Dispatcher:
                     with self._sleep:
                         while True:
                             await wait_readable(epoll_fd)
-                            self._serve_round(clock.current_time())
+                            self._serve_rounds(clock)
                             if self._starved:
                                 self._starved = False
                                 await trio.sleep(ROUND_FAILURE_PAUSE)
@@ -361,9 +363,28 @@ class Dispatcher:
     def _next_deadline(self) -> float:
         return self._deadlines[0][0] if self._deadlines else math.inf
 
-    def _serve_round(self, now: float) -> None:
+    def _serve_rounds(self, clock: Clock) -> None:
+        """Rounds of ready connections, polled again at once while several were ready.
+
+        Coming back through Trio's scheduler costs many times what a poll
+        does. When a round found several connections ready, more are likely
+        to be by the time they are served (their peers answer in the
+        meantime), so the set is polled again right away, within this step's
+        :data:`TURNS_BEFORE_YIELD`; a lone ready connection is most likely a
+        peer waiting for the very reply it is given, and a second poll would
+        find nothing.
+        """
+        budget = TURNS_BEFORE_YIELD
+        while True:
+            ready = self._epoll.poll(0, budget)
+            self._serve_round(ready, clock.current_time())
+            budget -= len(ready)
+            if len(ready) < 2 or budget <= 0 or self._starved:
+                return
+
+    def _serve_round(self, ready: list[tuple[int, int]], now: float) -> None:
         served = self._served
-        for fd, _ in self._epoll.poll(0, MAX_EVENTS_PER_ROUND):
+        for fd, _ in ready:
             state = served.get(fd)
             if state is not None:
                 try:
