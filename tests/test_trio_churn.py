@@ -18,6 +18,7 @@ from loopback import HOST, server_config
 from trio_echo import TrioServer
 from trio_echo.address import Address
 from trio_echo.connection_log import LoggingSink
+from trio_echo.trio_driver.server import CONNECTION_TASK
 
 TIMEOUT = 10
 CLIENTS, SESSIONS = 4, 5
@@ -76,8 +77,5 @@ async def test_quiet_churn_counts_every_connection_and_logs_none(
     assert (stats.connections, stats.errors, stats.resets) == (CLIENTS * SESSIONS, 0, 0)
     assert stats.bytes_out == sum(len(reply) for reply in replies)
     assert [record for record in caplog.records if record.name.startswith("trio_echo")] == []
-    serve = TrioServer._serve
-    connection_tasks = [
-        name for name in spawned.names if name == f"{serve.__module__}.{serve.__qualname__}"
-    ]
+    connection_tasks = [name for name in spawned.names if name == CONNECTION_TASK]
     assert len(connection_tasks) == CLIENTS * SESSIONS  # a task per client, as ever
