@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import select
 import signal
 import socket
-import time
+import sys
 from collections import Counter
 
 import pytest
@@ -61,15 +62,29 @@ def serving_pids(server: CliServer, sessions: int) -> Counter[int]:
 
 
 def gone(pid: int, timeout: float = LINE_TIMEOUT) -> bool:
-    """True once no process *pid* exists (polled, for at most *timeout* seconds)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        time.sleep(0.05)
-    return False
+    """True once process *pid* has exited, waiting at most *timeout* seconds for it.
+
+    The wait is on the kernel's notice of the exit (a pidfd on Linux, a
+    kqueue elsewhere), so it ends the moment the process does.
+    """
+    try:
+        if sys.platform == "linux":
+            descriptor = os.pidfd_open(pid)
+            try:
+                readable, _, _ = select.select([descriptor], [], [], timeout)
+            finally:
+                os.close(descriptor)
+            return bool(readable)
+        with select.kqueue() as queue:
+            exit_notice = select.kevent(
+                pid,
+                filter=select.KQ_FILTER_PROC,
+                flags=select.KQ_EV_ADD | select.KQ_EV_ONESHOT,
+                fflags=select.KQ_NOTE_EXIT,
+            )
+            return bool(queue.control([exit_notice], 1, timeout))
+    except ProcessLookupError:  # gone before the wait began
+        return True
 
 
 @pytest.mark.parametrize("driver", DRIVERS)
