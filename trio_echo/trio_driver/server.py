@@ -341,10 +341,7 @@ class TrioServer:
             finally:
                 if self._occupants is not None:
                     self._occupants.discard(occupant)
-                if isinstance(stream, FastSocketStream):  # _close_now() without its coroutine
-                    stream.close()
-                else:
-                    await trio.aclose_forcefully(stream)
+                await _close_now(stream)
         finally:
             self._active -= 1
             self._slots.release()
