@@ -17,7 +17,9 @@ import trio
 from loopback import DRIVERS, LINE_TIMEOUT, CliProcess, cli_process, cli_server, run_cli
 from test_json_log import COMMON, DOCUMENTED
 
-from trio_echo.cli.serve import _Wake, report_stats_every
+import trio_echo.cli
+from trio_echo.cli.serve import _late_signals_ignored, _Wake, report_stats_every
+from trio_echo.cli.workers import STOP_SIGNALS
 from trio_echo.connection_log import ServerStats
 
 
@@ -80,6 +82,38 @@ def test_a_burst_of_signals_during_a_drain_exits_0_with_the_summary(
         stdout, stderr = server.cli.stdout.rest(), server.cli.stderr.rest()
     assert stdout[-1].startswith("served "), stdout
     assert not any("Traceback" in line for line in stderr), stderr
+
+
+@pytest.mark.parametrize("restore", [True, False])
+def test_once_a_server_stopped_its_stop_signals_stay_ignored_unless_its_caller_goes_on(
+    restore: bool,
+) -> None:
+    """The console script exits next, so a burst's last signal must not find SIG_DFL."""
+    before = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    try:
+        with _late_signals_ignored(restore=restore):
+            for signum in STOP_SIGNALS:  # as a driver leaves them when it returns
+                signal.signal(signum, signal.SIG_IGN)
+        after = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+        assert after == (before if restore else dict.fromkeys(STOP_SIGNALS, signal.SIG_IGN))
+    finally:
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
+
+
+def test_the_console_script_tells_the_command_line_that_the_process_exits_after_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[dict[str, object]] = []
+
+    def main(**kwargs: object) -> int:
+        calls.append(kwargs)
+        return 0
+
+    monkeypatch.setattr(trio_echo.cli, "main", main)
+    with pytest.raises(SystemExit) as exited:
+        trio_echo.cli.run()
+    assert exited.value.code == 0 and calls == [{"process_exits": True}]
 
 
 @pytest.mark.parametrize("driver", DRIVERS)

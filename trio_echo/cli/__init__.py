@@ -23,10 +23,16 @@ from .parser import build_parser
 __all__ = ["build_parser", "main", "run"]
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; return the exit code."""
+def main(argv: Sequence[str] | None = None, *, process_exits: bool = False) -> int:
+    """Run the command line; return the exit code.
+
+    *process_exits* says the process ends when this returns (the console
+    script): a server then leaves its stop signals ignored on the way out
+    rather than restoring the handlers it found.
+    """
     _never_fail_to_encode()
     args = build_parser().parse_args(argv)
+    args.process_exits = process_exits
     command: Callable[..., int] = args.command
     try:
         return command(args)
@@ -75,4 +81,4 @@ def _never_fail_to_encode() -> None:
 
 def run() -> NoReturn:
     """Entry point for ``python -m trio_echo`` and the console script."""
-    sys.exit(main())
+    sys.exit(main(process_exits=True))

@@ -39,7 +39,7 @@ from ..transport.spec import ListenSpec, Transport
 from ..transport.tls import TlsServerSettings
 from ..trio_driver import TrioServer
 from .common import EXIT_OK, build_config, silence_stdout
-from .workers import Supervisor, WorkerSettings
+from .workers import STOP_SIGNALS, Supervisor, WorkerSettings
 
 logger = logging.getLogger("trio_echo.server")
 
@@ -83,7 +83,7 @@ def serve_command(args: argparse.Namespace) -> int:
     workers = build_config(
         WorkerSettings, count=args.workers, once=args.once, flags={"count": "--workers"}
     )
-    with _late_signals_ignored():
+    with _late_signals_ignored(restore=not args.process_exits):
         if workers.count > 1:
             supervisor = Supervisor(
                 config, workers.count, args.blocking, args.log_level, json_logs=output.json
@@ -164,10 +164,6 @@ def _shown(spec: ListenSpec, default: WireProtocol) -> str:
             return str(spec.address)
         spec = attrs.evolve(spec, protocol=None)
     return escape_text(str(spec))
-
-
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-"""What stops a server: Ctrl-C, a supervisor's SIGTERM, the terminal closing (SIGHUP)."""
 
 
 class Stage(enum.Enum):
@@ -435,13 +431,15 @@ class _SignalCount:
 
 
 @contextlib.contextmanager
-def _late_signals_ignored() -> Iterator[None]:
+def _late_signals_ignored(*, restore: bool = True) -> Iterator[None]:
     """Within the block, a stop signal landing once the server has stopped changes nothing.
 
     The drivers leave the stop signals ignored as they return (see
     :func:`_ignore_stop_signals`), so the last of a burst cannot kill the
-    process, or raise KeyboardInterrupt, before its summary; the handlers
-    in place before are restored here, once the summary is written.
+    process, or raise KeyboardInterrupt, before its summary. With *restore*
+    the handlers in place before are put back once the summary is written,
+    for a caller that goes on; the console script, which exits next, keeps
+    them ignored, since the burst's last signal may still be on its way.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -450,8 +448,9 @@ def _late_signals_ignored() -> Iterator[None]:
     try:
         yield
     finally:
-        for signum, handler in saved.items():
-            signal.signal(signum, handler)
+        if restore:
+            for signum, handler in saved.items():
+                signal.signal(signum, handler)
 
 
 def _ignore_stop_signals() -> None:

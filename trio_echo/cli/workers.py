@@ -61,6 +61,7 @@ from ..validation import check, flag, positive_int, positive_seconds
 logger = logging.getLogger("trio_echo.workers")
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+"""What stops a server: Ctrl-C, a supervisor's SIGTERM, the terminal closing (SIGHUP)."""
 
 _COUNTS = tuple(field.name for field in attrs.fields(ServerStats) if not field.name.startswith("_"))
 """The counters a worker reports and the supervisor sums."""
