@@ -441,16 +441,15 @@ def _late_signals_ignored(*, restore: bool = True) -> Iterator[None]:
     for a caller that goes on; the console script, which exits next, keeps
     them ignored, since the burst's last signal may still be on its way.
     """
-    if threading.current_thread() is not threading.main_thread():
+    if not restore or threading.current_thread() is not threading.main_thread():
         yield
         return
     saved = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
     try:
         yield
     finally:
-        if restore:
-            for signum, handler in saved.items():
-                signal.signal(signum, handler)
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
 
 
 def _ignore_stop_signals() -> None:
