@@ -258,6 +258,50 @@ async def test_end_of_input_is_responded_to_and_ends_the_relay() -> None:
     assert conversation.received == [b"last words", b""]
 
 
+@pytest.mark.parametrize("close_at_eof", [True, False])
+async def test_end_of_input_closes_the_stream_only_for_a_seat_that_asked(
+    close_at_eof: bool,
+) -> None:
+    """With close_at_eof, the stream of a peer that closed is closed before b"" comes back
+    (its last reply out first); without, it is handed back open, as it is whenever the
+    conversation rather than the peer ends."""
+    stream, peer = relayed_pair()
+    conversation = FakeConversation()
+    with trio.fail_after(5), peer:
+        async with stream:
+            peer.send(b"last words")
+            peer.shutdown(socket.SHUT_WR)
+            served = await current_dispatcher().serve_until_needed(
+                seat_of(stream),
+                conversation,
+                receive_size=RECEIVE_SIZE,
+                idle=math.inf,
+                close_at_eof=close_at_eof,
+            )
+            assert served == b""
+            assert (stream.socket.fileno() == -1) is close_at_eof
+            assert conversation.received == [b"last words", b""]
+            assert await receive_exactly(peer, 10) == b"last words"
+
+
+async def test_a_finished_conversation_is_handed_back_open_even_with_close_at_eof() -> None:
+    stream, peer = relayed_pair()
+    conversation = FakeConversation(finish_on=b"bye")
+    with trio.fail_after(5), peer:
+        async with stream:
+            peer.send(b"bye")
+            served = await current_dispatcher().serve_until_needed(
+                seat_of(stream),
+                conversation,
+                receive_size=RECEIVE_SIZE,
+                idle=math.inf,
+                close_at_eof=True,
+            )
+            assert served == b""
+            assert stream.socket.fileno() != -1
+            assert await receive_exactly(peer, 3) == b"bye"
+
+
 async def test_a_reply_the_kernel_cannot_take_returns_its_unsent_remainder() -> None:
     """A reply beyond the send buffer: relay returns exactly what the one send left over."""
     stream, peer = relayed_pair()

@@ -248,6 +248,31 @@ async def test_a_burst_of_clients_is_accepted_with_a_scheduler_pass_per_few() ->
     assert counter.steps == len(clients) // ACCEPTS_PER_YIELD  # a yield per so many
 
 
+def nodelay(sock: socket.socket) -> bool:
+    return bool(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+
+
+@pytest.mark.parametrize("listener_keeps_it", [True, False])
+async def test_every_accepted_stream_has_nagle_off_inherited_or_set(
+    listener_keeps_it: bool,
+) -> None:
+    """Accepted streams send each reply at once (TCP_NODELAY), whether the kernel copied the
+    listener's option into them or, where it did not, the stream set its own."""
+    listener = listening()
+    if not listener_keeps_it:  # as a kernel that does not copy it would leave the connections
+        listener.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0)
+    clients = waiting_clients(listener, 3)
+    with trio.fail_after(5):
+        async with listener:
+            accepted = [await listener.accept() for _ in clients]
+    assert [nodelay(stream.socket) for stream in accepted] == [True, True, True]
+    assert listener._inherits_nodelay is listener_keeps_it
+    for stream in accepted:
+        stream.close()
+    for client in clients:
+        client.close()
+
+
 async def test_an_accept_in_a_cancelled_scope_takes_no_client() -> None:
     listener = listening()
     (client,) = waiting_clients(listener, 1)

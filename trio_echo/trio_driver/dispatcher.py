@@ -141,6 +141,7 @@ class Seat:
 
     __slots__ = (
         "cap",
+        "close_at_eof",
         "conversation",
         "deadline",
         "dispatcher",
@@ -158,29 +159,34 @@ class Seat:
         "then_end",
     )
 
+    # What a serving call sets before anything reads it: assigned there, not here, so that a
+    # connection's seat costs no more to make than what is read before it is served.
+    fd: int
+    """The descriptor it is served under, at :attr:`dispatcher`."""
+    conversation: Conversation | None
+    receive_size: int
+    reads_per_turn: int
+    close_at_eof: bool
+    idle: float
+    cap: float
+    """A deadline no input moves (a greeting line's); ``math.inf`` for none."""
+    deadline: float
+    send_timeout: float | None
+    then_end: bool
+    """The read that made :attr:`rest` ended the conversation: hand back once it is out."""
+
     def __init__(self, stream: FastSocketStream) -> None:
         self.stream = stream
         self.sock = stream.socket
-        self.fd = -1
         self.dispatcher: Dispatcher | None = None
-        """The dispatcher serving it now, and its descriptor there."""
+        """The dispatcher serving it now."""
         self.task: Task | None = None
-        self.conversation: Conversation | None = None
-        self.receive_size = 0
-        self.reads_per_turn = 1
-        self.idle = math.inf
-        self.cap = math.inf
         self.last_input = -math.inf
         """When the peer last sent something (set as each read is served)."""
-        """A deadline no input moves (a greeting line's); ``math.inf`` for none."""
-        self.deadline = math.inf
         self.queued = math.inf
         """When this connection's entry in the deadline heap falls due (inf: none)."""
-        self.send_timeout: float | None = None
         self.rest: memoryview | None = None
         """What the kernel has not yet taken of a reply; while set, the socket is not read."""
-        self.then_end = False
-        """The read that made :attr:`rest` ended the conversation: hand back once it is out."""
 
     # Bound methods, not closures or partials, for Trio and the stream to call: an idle
     # connection keeps them for as long as it waits, and a bound method is the smallest.
@@ -221,6 +227,7 @@ class Dispatcher:
         cap: float = math.inf,
         send_timeout: float | None = None,
         reads_per_turn: int = 1,
+        close_at_eof: bool = False,
     ) -> Awaitable[bytes | _Timeout]:
         """Answer the peer from the dispatcher until the task is needed.
 
@@ -234,8 +241,12 @@ class Dispatcher:
         before it comes back. A read that fills *receive_size* may be
         followed by up to *reads_per_turn* - 1 more before the others' turn
         (a stream's throughput for its fairness: keep 1 where reads are
-        small messages). A socket or conversation error is raised here,
-        in the connection's task. *seat* is the connection's, from
+        small messages). With *close_at_eof*, a peer that closed once every
+        reply is out has its stream closed here, before ``b""`` is
+        returned: for a caller that would close it next, closing it here
+        also takes it out of the epoll set, which spares an unregister per
+        connection. A socket or conversation error is raised here, in the
+        connection's task. *seat* is the connection's, from
         :meth:`seat_for`.
 
         Await what it returns at once. It is not a coroutine function itself:
@@ -258,6 +269,7 @@ class Dispatcher:
         seat.conversation = conversation
         seat.receive_size = receive_size
         seat.reads_per_turn = reads_per_turn
+        seat.close_at_eof = close_at_eof
         seat.idle = idle
         seat.cap = cap
         seat.send_timeout = send_timeout
@@ -288,6 +300,9 @@ class Dispatcher:
                 self._epoll.unregister(fd)
             except (OSError, ValueError):
                 pass
+        self._unseat(state)
+
+    def _unseat(self, state: Seat) -> None:
         state.task = state.conversation = state.dispatcher = None
         state.rest = None
         state.stream.on_close = None
@@ -324,6 +339,23 @@ class Dispatcher:
         assert task is not None
         self._release(fd, state)
         reschedule(task, result)
+
+    def _hand_back_at_eof(self, fd: int, state: Seat) -> None:
+        """The peer closed and every reply is out: hand back ``b""``, closing first if asked.
+
+        Closing the socket takes it out of the epoll set, so a seat that
+        asked for it is unregistered for free.
+        """
+        if not state.close_at_eof:
+            self._hand_back(fd, state, outcome.Value(b""))
+            return
+        task = state.task
+        assert task is not None
+        del self._served[fd]
+        stream = state.stream
+        self._unseat(state)
+        stream.close()
+        reschedule(task, outcome.Value(b""))
 
     async def run(self) -> None:
         """Serve rounds of ready connections, and expire idle ones, until cancelled.
@@ -441,7 +473,10 @@ class Dispatcher:
                         ending = conversation.finished or not data
                         self._hold_rest(fd, state, reply, sent, now, ending)
                     return
-            if conversation.finished or not data:
+            if not data:
+                self._hand_back_at_eof(fd, state)
+                return
+            if conversation.finished:
                 self._hand_back(fd, state, outcome.Value(b""))
                 return
             state.last_input = now

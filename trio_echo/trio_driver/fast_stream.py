@@ -78,13 +78,17 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
     """A connected TCP socket as a Trio stream, without needless scheduler passes."""
 
     def __init__(
-        self, sock: socket.socket, peer: Address, *, yield_every: int = YIELD_EVERY
+        self,
+        sock: socket.socket,
+        peer: Address,
+        *,
+        yield_every: int = YIELD_EVERY,
+        nodelay_set: bool = False,
     ) -> None:
+        """Take *sock* over; *nodelay_set* says it already has ``TCP_NODELAY`` (inherited)."""
         sock.setblocking(False)
-        try:  # noqa: SIM105 (contextlib.suppress costs three calls per connection)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:
-            pass
+        if not nodelay_set:
+            set_nodelay(sock)
         self.socket = sock
         self.peer = peer
         self._yield_every = yield_every
@@ -257,6 +261,14 @@ class FastSocketListener(trio.abc.Listener[FastSocketStream]):
         self.address = Address.from_sockaddr(sock.getsockname())
         self._kind = (sock.family, sock.type, sock.proto)
         """What every accepted socket is: read once, not per connection as ``accept()`` does."""
+        self._inherits_nodelay: bool | None = False if sock.family == socket.AF_UNIX else None
+        """Whether accepted sockets come with the listener's ``TCP_NODELAY`` (None: not yet seen).
+
+        Linux copies it into every connection the listener accepts, which
+        spares a system call per connection; the first one shows whether
+        this kernel does."""
+        if self._inherits_nodelay is None and not set_nodelay(sock):
+            self._inherits_nodelay = False
         self._accepts_per_yield = accepts_per_yield
         self._unyielded = 0
 
@@ -289,11 +301,15 @@ class FastSocketListener(trio.abc.Listener[FastSocketStream]):
                 # type (two enum conversions) for every connection.
                 family, kind, proto = self._kind
                 conn = socket.socket(family, kind, proto, fileno=fd)
+                inherits_nodelay = self._inherits_nodelay
+                if inherits_nodelay is None:
+                    inherits_nodelay = self._inherits_nodelay = has_nodelay(conn)
                 self._unyielded += 1
                 if self._unyielded >= self._accepts_per_yield:
                     self._unyielded = 0
                     await cancel_shielded_checkpoint()
-                return FastSocketStream(conn, Address(sockaddr[0], sockaddr[1]))
+                peer = Address(sockaddr[0], sockaddr[1])
+                return FastSocketStream(conn, peer, nodelay_set=inherits_nodelay)
             if self.socket.fileno() == -1:
                 raise trio.ClosedResourceError("the listener was closed")
             self._unyielded = 0
@@ -309,6 +325,23 @@ class FastSocketListener(trio.abc.Listener[FastSocketStream]):
             notify_closing(self.socket)
             self.socket.close()
         await checkpoint()
+
+
+def set_nodelay(sock: socket.socket) -> bool:
+    """Turn Nagle's algorithm off on *sock*: each reply leaves at once. False if it cannot be."""
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError:
+        return False
+    return True
+
+
+def has_nodelay(sock: socket.socket) -> bool:
+    """Whether *sock* has ``TCP_NODELAY`` on."""
+    try:
+        return bool(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+    except OSError:
+        return False
 
 
 def from_trio_socket(sock: trio.socket.SocketType) -> socket.socket:

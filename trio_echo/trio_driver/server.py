@@ -296,6 +296,7 @@ class TrioServer:
                                 cap=cap,
                                 send_timeout=timeouts.send,
                                 reads_per_turn=_reads_per_turn(plan),
+                                close_at_eof=True,
                             )
                             if served is IDLE:
                                 step = _timed_out_reading(cap)
