@@ -38,6 +38,7 @@ from trio_echo.codec import (
     client_codec,
     reply_for,
     server_codec,
+    server_codec_factory,
 )
 from trio_echo.codec.reply import (
     FIRST_READING,
@@ -360,6 +361,18 @@ def test_answer_leaves_empty_input_and_a_finished_conversation_to_receive_data(
     assert codec.answer(b"") is None
     codec.receive_eof()
     assert codec.answer(b"late") is None
+
+
+@pytest.mark.parametrize("protocol", list(WireProtocol), ids=lambda p: p.value)
+def test_a_codec_factory_makes_a_fresh_codec_of_server_codecs_kind_each_time(
+    protocol: WireProtocol,
+) -> None:
+    make = server_codec_factory(protocol, max_line=10)
+    first, second = make(), make()
+    assert first is not second
+    assert type(first) is type(second) is type(server_codec(protocol, max_line=10))
+    first.receive_eof()
+    assert first.peer_closed and not second.peer_closed
 
 
 # --- server misuse --------------------------------------------------------------

@@ -11,7 +11,6 @@ then binds the plan's spec under its own I/O.
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 import ssl
@@ -20,7 +19,7 @@ from collections.abc import Callable
 import attrs
 
 from .address import Address
-from .codec import Identity, Opening, ServerCodec, server_codec
+from .codec import Identity, Opening, ServerCodec, server_codec_factory
 from .codec.whoami import NAMELESS
 from .config import ServerConfig, WireProtocol
 from .faults.spec import FaultSpec
@@ -80,8 +79,8 @@ def plan_listeners(
     identity = Identity(config.name, os.getpid())
     for spec in config.listeners():
         assert spec.protocol is not None  # listeners() decides every protocol
-        factory = codec_factory or functools.partial(
-            server_codec, spec.protocol, max_line=config.max_line, identity=identity
+        factory = codec_factory or server_codec_factory(
+            spec.protocol, max_line=config.max_line, identity=identity
         )
         limit = line if spec.protocol is WireProtocol.GREETING else math.inf
         faults = spec.fault if spec.fault is not None else config.faults

@@ -12,8 +12,9 @@ that nobody waits for, reclaims nothing; a conversation that keeps talking
 is never reclaimed.
 
 Both drivers keep their connections as :class:`Occupant` objects in an
-:class:`Occupants` set; what differs between them is how an occupant
-reports its last input and how it is closed.
+:class:`Occupants` set (the blocking driver's threads in a
+:class:`SharedOccupants`, which locks it); what differs between them is how
+an occupant reports its last input and how it is closed.
 """
 
 from __future__ import annotations
@@ -38,32 +39,60 @@ class Occupant(Protocol):
 
 
 class Occupants:
-    """The connections holding slots, and the choice of which one makes room."""
+    """The connections holding slots, and the choice of which one makes room.
+
+    For one thread (a Trio run): see :class:`SharedOccupants` for threads.
+    """
 
     def __init__(self, reclaim_after: float) -> None:
         self.reclaim_after = reclaim_after
         self._occupants: set[Occupant] = set()
-        self._lock = threading.Lock()
 
     def add(self, occupant: Occupant) -> None:
-        with self._lock:
-            self._occupants.add(occupant)
+        self._occupants.add(occupant)
 
     def discard(self, occupant: Occupant) -> None:
-        with self._lock:
-            self._occupants.discard(occupant)
+        self._occupants.discard(occupant)
 
     def reclaim_quietest(self, now: float) -> Occupant | None:
         """Reclaim the connection quiet longest, if quiet ``reclaim_after`` or more; or None."""
-        with self._lock:
-            if not self._occupants:
-                return None
-            quietest = min(self._occupants, key=lambda occupant: occupant.quiet_since())
-            if now - quietest.quiet_since() < self.reclaim_after:
-                return None
-            self._occupants.discard(quietest)
-        quietest.reclaim()
+        quietest = self._take_quietest(now)
+        if quietest is not None:
+            quietest.reclaim()
+        return quietest
+
+    def _take_quietest(self, now: float) -> Occupant | None:
+        """Remove and return the connection to reclaim, if one is quiet long enough."""
+        if not self._occupants:
+            return None
+        quietest = min(self._occupants, key=lambda occupant: occupant.quiet_since())
+        if now - quietest.quiet_since() < self.reclaim_after:
+            return None
+        self._occupants.discard(quietest)
         return quietest
 
     def __len__(self) -> int:
         return len(self._occupants)
+
+
+class SharedOccupants(Occupants):
+    """:class:`Occupants` that connection threads join and leave while another reclaims.
+
+    A lock guards the set, not the reclaiming close, which may take its time.
+    """
+
+    def __init__(self, reclaim_after: float) -> None:
+        super().__init__(reclaim_after)
+        self._lock = threading.Lock()
+
+    def add(self, occupant: Occupant) -> None:
+        with self._lock:
+            super().add(occupant)
+
+    def discard(self, occupant: Occupant) -> None:
+        with self._lock:
+            super().discard(occupant)
+
+    def _take_quietest(self, now: float) -> Occupant | None:
+        with self._lock:
+            return super()._take_quietest(now)

@@ -29,7 +29,7 @@ from ..faults.plan import plan_connection
 from ..lifecycle import LINGER_READ_SIZE, Ending, Phase, Timeouts, next_phase
 from ..listeners import ListenerPlan, plan_listeners
 from ..proxy_gate import ProxyGate, log_refused, original_peer
-from ..reclaim import RECLAIM_CHECK_SECONDS, Occupants
+from ..reclaim import RECLAIM_CHECK_SECONDS, SharedOccupants
 from ..shortages import ACCEPT_RETRY_SECONDS, OUT_OF_RESOURCES, AcceptFailureLog
 from ..transport.spec import ListenSpec, Transport
 from .datagram_server import DatagramService
@@ -71,7 +71,7 @@ class BlockingServer:
         self._slots = self.runtime.semaphore(config.max_connections)
         self._capacity = CapacityLog(self.runtime.monotonic, config.max_connections)
         self._occupants = (
-            Occupants(config.reclaim_after) if config.reclaim_after is not None else None
+            SharedOccupants(config.reclaim_after) if config.reclaim_after is not None else None
         )
         self._ids = itertools.count(1)
         self._lock = threading.Lock()

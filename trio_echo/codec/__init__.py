@@ -8,6 +8,9 @@ Both drivers, the CLI and the testing helpers speak through it.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 from ..config import WireProtocol
 from .base import ClientCodec, Opening, ServerCodec
 from .datagram import (
@@ -60,6 +63,7 @@ __all__ = [
     "reply_for",
     "request_datagram",
     "server_codec",
+    "server_codec_factory",
 ]
 
 
@@ -77,6 +81,22 @@ def server_codec(
     if protocol is WireProtocol.ECHO:
         return EchoServer()
     return ReplyServer()
+
+
+def server_codec_factory(
+    protocol: WireProtocol, *, max_line: int = 65536, identity: Identity | None = None
+) -> Callable[[], ServerCodec]:
+    """What makes :func:`server_codec`'s codec for each connection, decided once.
+
+    A listener makes a codec per connection; for ``reply`` and ``echo`` the
+    factory is the codec class itself, so a connection pays for no more than
+    the codec it gets.
+    """
+    if protocol is WireProtocol.ECHO:
+        return EchoServer
+    if protocol is WireProtocol.REPLY:
+        return ReplyServer
+    return functools.partial(server_codec, protocol, max_line=max_line, identity=identity)
 
 
 def client_codec(protocol: WireProtocol, *, max_line: int = 65536) -> ClientCodec:

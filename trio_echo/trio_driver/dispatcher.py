@@ -207,6 +207,8 @@ class Dispatcher:
     """Serves conversations inline for every connection of one Trio run; see the module doc."""
 
     def __init__(self) -> None:
+        self._now = current_clock().current_time
+        """The run's clock, looked up once: every connection's seating reads it."""
         self._epoll = select.epoll()
         self._served: dict[int, Seat] = {}
         self._deadlines: list[tuple[float, int, Seat]] = []
@@ -275,7 +277,7 @@ class Dispatcher:
         seat.send_timeout = send_timeout
         seat.stream.on_close = seat.closing
         self._served[fd] = seat
-        self._watch(seat, min(trio.current_time() + idle, cap))
+        self._watch(seat, min(self._now() + idle, cap))
         return wait_task_rescheduled(seat.abort)
 
     @staticmethod

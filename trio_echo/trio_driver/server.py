@@ -101,11 +101,14 @@ class TrioServer:
         self._accepting = trio.CancelScope()
         self._handlers: trio.Nursery | None = None
         self._shutdown_deadline = math.inf
+        self._clock: trio.abc.Clock | None = None
+        """The run's clock, looked up once as the server starts: every connection reads it."""
 
     async def run(
         self, *, task_status: trio.TaskStatus[tuple[Address, ...]] = trio.TASK_STATUS_IGNORED
     ) -> None:
         """Listen on every spec, report the bound addresses, then serve until stopped."""
+        self._clock = trio.lowlevel.current_clock()
         opened: list[_Opened] = []
         try:
             for plan in self._plans:
@@ -268,12 +271,14 @@ class TrioServer:
             if faults is not None:
                 stream = FaultyStream(stream, faults)
             conversation = Conversation(plan.codec_factory(), log)
-            occupant = _Occupant(stream)
+            assert self._clock is not None
+            now = self._clock.current_time()
+            occupant = _Occupant(stream, now)
             if self._occupants is not None:
                 self._occupants.add(occupant)
             cap = math.inf  # when reading must be over, however steadily the peer trickles
             if plan.reading_limit != math.inf:
-                cap = trio.current_time() + plan.reading_limit
+                cap = now + plan.reading_limit
             try:
                 if plan.tls is not None:
                     stream = await _handshake(stream, plan)
@@ -380,10 +385,10 @@ class _Occupant:
 
     __slots__ = ("last_input", "reclaimed", "seat", "stream")
 
-    def __init__(self, stream: trio.abc.Stream) -> None:
+    def __init__(self, stream: trio.abc.Stream, now: float) -> None:
         self.stream = stream
         self.seat: Seat | None = None
-        self.last_input = trio.current_time()
+        self.last_input = now
         self.reclaimed = False
 
     def quiet_since(self) -> float:
