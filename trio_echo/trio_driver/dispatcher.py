@@ -26,9 +26,11 @@ Trio's guarantees hold:
   and cancelling it takes the descriptor out of the set), so shutdown and
   every cancel scope work as anywhere else;
 * the idle and send timeouts are exact: each served connection's deadline
-  is kept lazily in a heap, moved on every read (or every byte the peer
-  takes of a pending reply) without touching Trio's deadlines, and the task
-  is woken with :data:`IDLE` or :data:`STALLED` when it passes;
+  is kept lazily in a heap, without touching Trio's deadlines: a read only
+  notes its time, a byte the peer takes of a pending reply restarts the
+  send timer, an entry falling due is requeued at the deadline they moved
+  it to, and the task is woken with :data:`IDLE` or :data:`STALLED` when
+  it passes;
 * connections are served fairly: each ready connection gets one read of at
   most its receive size (or a few full ones in a row, for a stream that
   asks for them), or one write of its pending rest, per round (one poll of
@@ -475,15 +477,13 @@ class Dispatcher:
                         ending = conversation.finished or not data
                         self._hold_rest(fd, state, reply, sent, now, ending)
                     return
-            if not data:
-                self._hand_back_at_eof(fd, state)
+            if not data or conversation.finished:
+                if data:
+                    self._hand_back(fd, state, outcome.Value(b""))
+                else:
+                    self._hand_back_at_eof(fd, state)
                 return
-            if conversation.finished:
-                self._hand_back(fd, state, outcome.Value(b""))
-                return
-            state.last_input = now
-            deadline = now + state.idle
-            state.deadline = deadline if deadline < state.cap else state.cap
+            state.last_input = now  # moves the idle deadline on (see _due)
             reads_left -= 1
             if not reads_left or len(data) < size:  # this turn's reads are done, or the input
                 return
@@ -542,11 +542,25 @@ class Dispatcher:
             state.queued = math.inf
             if state.task is None:
                 continue
-            if state.deadline <= now:
+            due = _due(state)
+            if due <= now:
                 timeout = IDLE if state.rest is None else STALLED
                 self._hand_back(state.sock.fileno(), state, outcome.Value(timeout))
             else:
-                self._watch(state, state.deadline)
+                self._watch(state, due)
+
+
+def _due(state: Seat) -> float:
+    """When a served connection's timer runs out.
+
+    Its deadline, set as it was seated (or as its pending reply went out),
+    or by the peer's last progress on a pending reply; while it reads, each
+    input moves it on to *idle* after that input, never past *cap*.
+    """
+    if state.rest is not None or state.last_input == -math.inf:  # writing, or nothing read
+        return state.deadline
+    moved = min(state.last_input + state.idle, state.cap)
+    return moved if moved > state.deadline else state.deadline
 
 
 _DISPATCHER: RunVar[Dispatcher] = RunVar("trio_echo_dispatcher")
