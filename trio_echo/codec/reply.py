@@ -31,7 +31,7 @@ def reply_for(chunk: bytes) -> bytes:
         return PREFIX + chunk
     # The pieces joined by the prefix, after an empty first one that puts a prefix before
     # the first piece too: one join builds the reply, where a prefix added to each piece
-    # would copy every piece twice (a third faster on W4's 1 KB reads).
+    # would copy every piece twice (a third faster on 1 KB reads).
     pieces = [chunk[i : i + MAX_PIECE] for i in range(0, len(chunk), MAX_PIECE)]
     return PREFIX.join([b"", *pieces])
 
