@@ -2,7 +2,8 @@
 
 Both drivers move bytes and nothing else: every read goes to
 :meth:`Conversation.respond`, which feeds the codec and returns the bytes to
-write, and every write that lands is counted with :meth:`Conversation.sent`.
+write, and every write that lands is counted in :attr:`Conversation.bytes_out`
+(by the dispatcher, which adds to it, or through :meth:`Conversation.sent`).
 So the conversation is one piece of code, whichever driver runs it. What the
 codec reports on the way (a message, bytes it discards) goes to the
 connection's :class:`~trio_echo.connection_log.ConnectionLog`.

@@ -234,11 +234,13 @@ class _Measurement:
     stay in flight until *until*, after which the session only drains.
     """
 
-    __slots__ = ("_now", "_session", "_until")
+    __slots__ = ("_now", "_session", "_until", "bytes_out")
 
     def __init__(self, session: MeasuringSession, until: float) -> None:
         self._session = session
         self._until = until
+        self.bytes_out = 0
+        """What the dispatcher wrote (the session keeps its own account of each message)."""
         self._now = current_clock().current_time
         """``trio.current_time``, minus its run lookup on every read."""
 
@@ -256,9 +258,6 @@ class _Measurement:
             session.stop()
             return b""
         return session.take(answered, now)
-
-    def sent(self, size: int) -> None:
-        pass
 
 
 async def _exchange_inline(

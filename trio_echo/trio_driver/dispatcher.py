@@ -118,12 +118,14 @@ class Conversation(Protocol):
         """True once nothing more is to be read."""
         ...
 
+    bytes_out: int
+    """Bytes of replies written so far: the dispatcher adds each write's.
+
+    An attribute the dispatcher adds to, not a method it calls: every reply
+    it writes passes here."""
+
     def respond(self, data: bytes) -> bytes:
         """Take what was read (``b""`` for end of input); return what to send."""
-        ...
-
-    def sent(self, size: int) -> None:
-        """*size* bytes of a reply were written."""
         ...
 
 
@@ -468,8 +470,7 @@ class Dispatcher:
                 except OSError as exc:
                     self._hand_back(fd, state, outcome.Error(stream_error(exc)))
                     return
-                if sent:
-                    conversation.sent(sent)
+                conversation.bytes_out += sent
                 if sent < len(reply):
                     if state.send_timeout is None:
                         self._hand_back(fd, state, outcome.Value(reply[sent:]))
@@ -510,7 +511,7 @@ class Dispatcher:
         except OSError as exc:
             self._hand_back(fd, state, outcome.Error(stream_error(exc)))
             return
-        conversation.sent(sent)
+        conversation.bytes_out += sent
         if sent < len(rest):
             state.rest = rest[sent:]
             self._watch(state, now + state.send_timeout)  # the peer took some: a new timer
