@@ -168,6 +168,7 @@ async def serve(
     receive_size: int = RECEIVE_SIZE,
     idle: float = math.inf,
     send_timeout: float | None = None,
+    close_at_eof: bool = False,
 ) -> bytes | object:
     """One :meth:`Dispatcher.serve_until_needed` call, with the stream's own seat."""
     return await current_dispatcher().serve_until_needed(
@@ -176,6 +177,7 @@ async def serve(
         receive_size=receive_size,
         idle=idle,
         send_timeout=send_timeout,
+        close_at_eof=close_at_eof,
     )
 
 
@@ -278,13 +280,7 @@ async def test_end_of_input_closes_the_stream_only_for_a_seat_that_asked(
         async with stream:
             peer.send(b"last words")
             peer.shutdown(socket.SHUT_WR)
-            served = await current_dispatcher().serve_until_needed(
-                seat_of(stream),
-                conversation,
-                receive_size=RECEIVE_SIZE,
-                idle=math.inf,
-                close_at_eof=close_at_eof,
-            )
+            served = await serve(stream, conversation, close_at_eof=close_at_eof)
             assert served == b""
             assert (stream.socket.fileno() == -1) is close_at_eof
             assert conversation.received == [b"last words", b""]
@@ -297,13 +293,7 @@ async def test_a_finished_conversation_is_handed_back_open_even_with_close_at_eo
     with trio.fail_after(5), peer:
         async with stream:
             peer.send(b"bye")
-            served = await current_dispatcher().serve_until_needed(
-                seat_of(stream),
-                conversation,
-                receive_size=RECEIVE_SIZE,
-                idle=math.inf,
-                close_at_eof=True,
-            )
+            served = await serve(stream, conversation, close_at_eof=True)
             assert served == b""
             assert stream.socket.fileno() != -1
             assert await receive_exactly(peer, 3) == b"bye"
