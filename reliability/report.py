@@ -115,7 +115,10 @@ starts. `{COMMAND} --help` lists options (one driver, some cases, no write).
   source (127.0.0.2, a guard bucket of its own), of a datagram sent after
   the flood: the listener reads one queue in order, so by then it has
   handled every flood datagram it kept. The server's exit summary says how
-  many it received (the kernel drops what overflows its queue).
+  many it received (the kernel drops what overflows its queue). The Trio
+  listener takes queued datagrams without a scheduler pass each but yields
+  at least once every 16, so the flood cannot keep its other tasks (TCP
+  connections, timers, the drain) from running.
 - "Reflection ports" binds ports 7 and 19 (root, or a low
   `ip_unprivileged_port_start`) and sends from port 0 over a raw socket
   with a hand-written UDP header, since binding port 0 picks a free port;

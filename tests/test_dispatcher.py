@@ -15,12 +15,12 @@ import math
 import socket
 import struct
 import weakref
-from collections import Counter
 from collections.abc import Callable
 
 import pytest
 import trio
 import trio.testing
+from scheduler_steps import StepCounter
 from trio.lowlevel import Task, current_task
 
 from trio_echo.address import Address
@@ -104,16 +104,6 @@ class Background:
             self.error = exc
         finally:
             self.done.set()
-
-
-class StepCounter(trio.abc.Instrument):
-    """Counts how many times each task was scheduled."""
-
-    def __init__(self) -> None:
-        self.steps: Counter[Task] = Counter()
-
-    def before_task_step(self, task: Task) -> None:
-        self.steps[task] += 1
 
 
 def relayed_pair() -> tuple[FastSocketStream, socket.socket]:

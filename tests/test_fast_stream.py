@@ -16,6 +16,7 @@ import pytest
 import trio
 import trio._highlevel_socket
 import trio.testing
+from scheduler_steps import StepCounter
 
 from trio_echo.address import Address
 from trio_echo.trio_driver import fast_stream
@@ -213,25 +214,13 @@ def waiting_clients(listener: FastSocketListener, count: int) -> list[socket.soc
     return [socket.create_connection(("127.0.0.1", listener.address.port)) for _ in range(count)]
 
 
-class StepCounter(trio.abc.Instrument):
-    """Counts the scheduler passes (task steps) one task makes."""
-
-    def __init__(self, task: trio.lowlevel.Task) -> None:
-        self.task = task
-        self.steps = 0
-
-    def before_task_step(self, task: trio.lowlevel.Task) -> None:
-        if task is self.task:
-            self.steps += 1
-
-
 async def test_a_burst_of_clients_is_accepted_with_a_scheduler_pass_per_few() -> None:
     """Waiting clients are handed out without a scheduler pass each, yet the accepting task
     yields once every ACCEPTS_PER_YIELD of them, so the others (new connections) run."""
     listener = listening()
     clients = waiting_clients(listener, ACCEPTS_PER_YIELD * 3)
     accepted: list[FastSocketStream] = []
-    counter = StepCounter(trio.lowlevel.current_task())
+    counter = StepCounter()
     with trio.fail_after(5):
         async with listener:
             trio.lowlevel.add_instrument(counter)
@@ -245,7 +234,8 @@ async def test_a_burst_of_clients_is_accepted_with_a_scheduler_pass_per_few() ->
     for client in clients:
         client.close()
     assert len(accepted) == len(clients)
-    assert counter.steps == len(clients) // ACCEPTS_PER_YIELD  # a yield per so many
+    steps = counter.steps[trio.lowlevel.current_task()]
+    assert steps == len(clients) // ACCEPTS_PER_YIELD  # a yield per so many
 
 
 def nodelay(sock: socket.socket) -> bool:

@@ -41,6 +41,7 @@ from trio_echo.transport.sockets import bind, bound_spec
 from trio_echo.transport.spec import ListenSpec, Transport
 from trio_echo.trio_driver import datagram_client as trio_client
 from trio_echo.trio_driver.datagram_server import serve_datagrams
+from trio_echo.trio_driver.fast_datagram import FastDatagramSocket
 
 HOST = "127.0.0.1"
 BOUND = 10.0
@@ -78,12 +79,13 @@ async def udp_server(
     stats = ServerStats()
     policy = policy if policy is not None else ReflectionPolicy()
     if driver == "trio":
-        with trio.socket.from_stdlib_socket(sock) as trio_sock:
+        fast = FastDatagramSocket(sock)
+        try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(
                     functools.partial(
                         serve_datagrams,
-                        trio_sock,
+                        fast,
                         bound,
                         policy=policy,
                         sink=events.append,
@@ -94,6 +96,8 @@ async def udp_server(
                     yield UdpServer(bound, stats, events, None)
                 finally:
                     nursery.cancel_scope.cancel()
+        finally:
+            fast.close()
         return
     service = DatagramService(sock, bound, policy=policy, sink=events.append, stats=stats)
     thread = threading.Thread(target=service.run, name="udp service", daemon=True)

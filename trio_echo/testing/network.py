@@ -32,6 +32,7 @@ from trio.lowlevel import ParkingLot, cancel_shielded_checkpoint, checkpoint_if_
 from ..address import Address
 from ..errors import ConfigError, NetworkError
 from ..os_errors import from_os_error
+from ..trio_driver.fast_datagram import DatagramSocket
 from ..trio_driver.network import Listener, not_simulated
 from . import baton
 from .alarm import AlarmClock
@@ -319,7 +320,7 @@ class SimulatedNetwork:
         """Unix sockets are not simulated: a NetworkError saying so."""
         raise not_simulated("a unix socket listener")
 
-    async def open_datagram_sockets(self, host: str, port: int) -> list[trio.socket.SocketType]:
+    async def open_datagram_sockets(self, host: str, port: int) -> list[DatagramSocket]:
         """UDP is not simulated yet: a NetworkError saying so."""
         raise not_simulated("UDP")
 

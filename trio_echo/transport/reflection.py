@@ -185,6 +185,8 @@ class ReflectionGuard:
         )
         self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
         self._counts = dict.fromkeys(Verdict, 0)
+        """Refusals by verdict; answers are counted apart (an enum's hash is a Python call)."""
+        self._answered = 0
         self._bytes_refused = 0
         self._period: _Period | None = None
         self._period_number = 0
@@ -194,7 +196,7 @@ class ReflectionGuard:
     def counts(self) -> RefusalCounts:
         """Everything judged since the guard was made."""
         return RefusalCounts(
-            answered=self._counts[Verdict.ANSWER],
+            answered=self._answered,
             port_zero=self._counts[Verdict.PORT_ZERO],
             classic_port=self._counts[Verdict.CLASSIC_PORT],
             rate_limited=self._counts[Verdict.RATE_LIMITED],
@@ -210,9 +212,10 @@ class ReflectionGuard:
         """Judge a datagram of *size* bytes from *host*:*port* that arrived at *now*."""
         period = self._current_period(now)
         verdict = self._judge(host, port, now)
-        self._counts[verdict] += 1
         if verdict is Verdict.ANSWER:
+            self._answered += 1
             return verdict
+        self._counts[verdict] += 1
         self._bytes_refused += size
         period.note_refusal(now)
         if verdict is Verdict.RATE_LIMITED:

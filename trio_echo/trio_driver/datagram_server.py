@@ -5,17 +5,16 @@ only; what to answer, what to count and what to log is the
 :class:`~trio_echo.transport.datagram_service.DatagramResponder`'s, shared
 with the blocking driver.
 
-Fairness: Trio's socket methods checkpoint on every call, even when a
-datagram is already waiting (``recvfrom`` and ``sendto`` end in a
-cancel-shielded checkpoint after a successful system call), so a flood on
-one socket yields to every other task between datagrams. Memory stays
-bounded: one datagram is held at a time, and the guard's table has a fixed
-size.
+Fairness: on a real socket (:class:`~.fast_datagram.FastDatagramSocket`)
+the loop yields whenever it waits for a datagram and at least once every
+:data:`~.fast_datagram.DATAGRAMS_PER_YIELD` datagrams, so a flood on one
+socket lets every other task run; Trio's own sockets (the simulated
+network's) yield on every call. Memory stays bounded: one datagram is held
+at a time, and the guard's table has a fixed size.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import trio
@@ -26,10 +25,11 @@ from ..faults.spec import FaultSpec
 from ..transport.datagram_service import Answer, DatagramResponder, is_peer_error
 from ..transport.reflection import ReflectionPolicy
 from ..transport.spec import ListenSpec
+from .fast_datagram import DatagramSocket
 
 
 async def serve_datagrams(
-    sock: trio.socket.SocketType,
+    sock: DatagramSocket,
     listener: ListenSpec,
     *,
     policy: ReflectionPolicy,
@@ -42,12 +42,12 @@ async def serve_datagrams(
 ) -> None:
     """Answer every datagram *sock* receives until cancelled.
 
-    *sock* is a bound UDP socket (``trio.socket.from_stdlib_socket`` of one
-    :func:`~trio_echo.transport.sockets.bind` gave); the caller keeps it and
-    closes it. *listener* is its spec as bound, with its protocol decided.
-    Per-peer socket errors are counted and logged, rate-limited, and never
-    end the loop; any other ``OSError`` (the socket was closed, say) is
-    raised.
+    *sock* is a bound UDP socket (a :class:`~.fast_datagram.FastDatagramSocket`
+    over one :func:`~trio_echo.transport.sockets.bind` gave, or a
+    ``trio.socket`` one); the caller keeps it and closes it. *listener* is
+    its spec as bound, with its protocol decided. Per-peer socket errors
+    are counted and logged, rate-limited, and never end the loop; any other
+    ``OSError`` (the socket was closed, say) is raised.
     """
     responder = DatagramResponder(
         listener,
@@ -58,43 +58,53 @@ async def serve_datagrams(
         seed=seed,
         identity=identity,
     )
+    clock = trio.lowlevel.current_clock()
+    due = responder.next_report_at()
     while True:
-        received = await _receive(sock, responder, receive_size)
-        responder.report(trio.current_time())
-        if received is None:
-            continue
-        data, sockaddr = received
-        for answer in responder.receive(data, sockaddr, trio.current_time()).parts():
-            if answer.wait:
-                await trio.sleep(answer.wait)
-            sent = await _send(sock, responder, answer)
-            responder.answered(answer, sent, trio.current_time())
-        responder.report(trio.current_time())
+        received = await _receive(sock, responder, receive_size, due)
+        now = clock.current_time()
+        if received is not None:
+            data, sockaddr = received
+            for answer in responder.receive(data, sockaddr, now).parts():
+                if answer.wait:
+                    await trio.sleep(answer.wait)
+                    now = clock.current_time()
+                sent = await _send(sock, responder, answer)
+                responder.answered(answer, sent, now)
+        due = responder.report(now)
 
 
 async def _receive(
-    sock: trio.socket.SocketType, responder: DatagramResponder, size: int
+    sock: DatagramSocket, responder: DatagramResponder, size: int, due: float | None
 ) -> tuple[bytes, Any] | None:
     """The next datagram and its source; None when a report fell due first or a peer error came.
 
-    Waiting stops at the responder's next report time, so a burst of
-    refusals followed by silence is still reported on time.
+    Waiting stops at *due*, the responder's next report time, so a burst of
+    refusals followed by silence is still reported on time. With nothing
+    to report, there is no deadline to set (a cancel scope per datagram).
     """
-    due = responder.next_report_at()
-    with trio.move_on_at(math.inf if due is None else due):
-        try:
-            data, sockaddr = await sock.recvfrom(size)
-        except OSError as exc:
-            if not is_peer_error(exc):
-                raise
-            responder.socket_error(exc, "receive")
-            await trio.lowlevel.checkpoint()
-            return None
-        return data, sockaddr
+    if due is None:
+        return await _receive_or_note(sock, responder, size)
+    with trio.move_on_at(due):
+        return await _receive_or_note(sock, responder, size)
     return None
 
 
-async def _send(sock: trio.socket.SocketType, responder: DatagramResponder, answer: Answer) -> int:
+async def _receive_or_note(
+    sock: DatagramSocket, responder: DatagramResponder, size: int
+) -> tuple[bytes, Any] | None:
+    """The next datagram and its source, or None after noting a peer's error."""
+    try:
+        return await sock.recvfrom(size)
+    except OSError as exc:
+        if not is_peer_error(exc):
+            raise
+        responder.socket_error(exc, "receive")
+    await trio.lowlevel.checkpoint()
+    return None
+
+
+async def _send(sock: DatagramSocket, responder: DatagramResponder, answer: Answer) -> int:
     """Send *answer*'s replies to its source; how many went before a peer error stopped them."""
     for sent, reply in enumerate(answer.replies):
         try:

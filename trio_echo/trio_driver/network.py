@@ -25,6 +25,7 @@ from ..os_errors import from_os_error
 from ..transport import sockets
 from ..transport.sockets import clients_waiting
 from ..transport.spec import ListenSpec, Transport
+from .fast_datagram import DatagramSocket, FastDatagramSocket
 from .fast_stream import FastSocketListener, FastSocketStream, from_trio_socket
 
 Listener = trio.abc.Listener[trio.abc.Stream]
@@ -41,7 +42,7 @@ class Network(Protocol):
         """Listen on the unix socket *path* (a stale file is replaced, a live one is not)."""
         ...
 
-    async def open_datagram_sockets(self, host: str, port: int) -> list[trio.socket.SocketType]:
+    async def open_datagram_sockets(self, host: str, port: int) -> list[DatagramSocket]:
         """Bound UDP sockets on every address *host* resolves to."""
         ...
 
@@ -66,8 +67,9 @@ class SocketNetwork:
     """The real network: TCP, unix sockets and UDP through Trio.
 
     By default TCP connections are :class:`~.fast_stream.FastSocketStream`
-    objects, which skip scheduler passes Trio's own ``SocketStream`` makes;
-    ``fast=False`` uses ``trio.SocketStream`` itself (to compare the two).
+    objects and UDP sockets :class:`~.fast_datagram.FastDatagramSocket` ones,
+    which skip scheduler passes Trio's own make; ``fast=False`` uses
+    ``trio.SocketStream`` and ``trio.socket`` themselves (to compare).
     Unix socket connections are always Trio's own streams.
 
     When the Trio run makes its sockets through a custom factory (a
@@ -95,11 +97,13 @@ class SocketNetwork:
         (sock,) = sockets.bind(ListenSpec(transport=Transport.UNIX, path=path), backlog=backlog)
         return UnixListener(sock)
 
-    async def open_datagram_sockets(self, host: str, port: int) -> list[trio.socket.SocketType]:
+    async def open_datagram_sockets(self, host: str, port: int) -> list[DatagramSocket]:
         if custom_sockets_installed():
-            return await _open_trio_datagram_sockets(host, port)
+            return list(await _open_trio_datagram_sockets(host, port))
         await trio.lowlevel.checkpoint()
         bound = sockets.bind(ListenSpec(transport=Transport.UDP, host=host, port=port), backlog=1)
+        if self.fast:
+            return [FastDatagramSocket(sock) for sock in bound]
         return [trio.socket.from_stdlib_socket(sock) for sock in bound]
 
     async def connect(self, host: str, port: int) -> trio.abc.Stream:

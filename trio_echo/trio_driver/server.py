@@ -54,6 +54,7 @@ from .dispatcher import (
     current_dispatcher,
     dispatcher_available,
 )
+from .fast_datagram import DatagramSocket
 from .fast_stream import FastSocketStream
 from .faulty_stream import FaultyStream
 from .network import Listener, Network, SocketNetwork, has_waiting
@@ -538,7 +539,7 @@ class _Opened:
     plan: ListenerPlan
     address: Address
     listener: Listener | None = None
-    datagrams: trio.socket.SocketType | None = None
+    datagrams: DatagramSocket | None = None
 
     @classmethod
     def stream(cls, plan: ListenerPlan, address: Address, listener: Listener) -> _Opened:
@@ -546,7 +547,7 @@ class _Opened:
         return cls(plan.bound_as(spec), address, listener=listener)
 
     @classmethod
-    def datagram(cls, plan: ListenerPlan, sock: trio.socket.SocketType) -> _Opened:
+    def datagram(cls, plan: ListenerPlan, sock: DatagramSocket) -> _Opened:
         address = Address.from_sockaddr(sock.getsockname())
         spec = attrs.evolve(plan.spec, host=address.host, port=address.port)
         return cls(plan.bound_as(spec), address, datagrams=sock)
