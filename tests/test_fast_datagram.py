@@ -9,11 +9,10 @@ from pathlib import Path
 import pytest
 import trio
 import trio.testing
+from loopback import HOST
 from scheduler_steps import StepCounter
 
 from trio_echo.trio_driver.fast_datagram import DATAGRAMS_PER_YIELD, FastDatagramSocket
-
-HOST = "127.0.0.1"
 
 
 def udp_pair() -> tuple[FastDatagramSocket, socket.socket]:

@@ -90,25 +90,27 @@ class DatagramService:
         self._socket.close()
 
     def _serve(self) -> None:
+        """The Trio listener's loop, written for a thread (see ``trio_driver.datagram_server``)."""
         responder = self.responder
+        due = responder.next_report_at()
         while not self._socket.closed:
-            received = self._receive()
-            responder.report(self._clock())
-            if received is None:
-                continue
-            data, sockaddr = received
-            for answer in responder.receive(data, sockaddr, self._clock()).parts():
-                if answer.wait:
-                    self._sleep(answer.wait)
-                responder.answered(answer, self._send(answer), self._clock())
-            responder.report(self._clock())
+            received = self._receive(due)
+            now = self._clock()
+            if received is not None:
+                data, sockaddr = received
+                for answer in responder.receive(data, sockaddr, now).parts():
+                    if answer.wait:
+                        self._sleep(answer.wait)
+                        now = self._clock()
+                    responder.answered(answer, self._send(answer), now)
+            due = responder.report(now)
 
-    def _receive(self) -> tuple[bytes, Any] | None:
-        """The next datagram and its source; None if woken, a report is due, or on a peer error."""
+    def _receive(self, due: float | None) -> tuple[bytes, Any] | None:
+        """The next datagram and its source; None if woken, *due* came, or on a peer error."""
         try:
             return self._socket.sock.recvfrom(self._receive_size)
         except BlockingIOError:
-            self._wait()
+            self._wait(due)
         except OSError as exc:
             if self._socket.closed:
                 return None
@@ -117,9 +119,8 @@ class DatagramService:
             self.responder.socket_error(exc, "receive")
         return None
 
-    def _wait(self) -> None:
-        """Sleep until a datagram, :meth:`close`, or the responder's next report time."""
-        due = self.responder.next_report_at()
+    def _wait(self, due: float | None) -> None:
+        """Sleep until a datagram, :meth:`close`, or *due* (the responder's next report time)."""
         timeout = None if due is None else max(0.0, due - self._clock())
         self._socket.wait(timeout)
 

@@ -184,7 +184,7 @@ class ReflectionGuard:
             rate=rate, burst=burst, max_sources=max_sources, report_interval=report_interval
         )
         self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
-        self._counts = dict.fromkeys(Verdict, 0)
+        self._counts = {verdict: 0 for verdict in Verdict if verdict is not Verdict.ANSWER}
         """Refusals by verdict; answers are counted apart (an enum's hash is a Python call)."""
         self._answered = 0
         self._bytes_refused = 0

@@ -27,11 +27,11 @@ from typing import Any, Protocol
 from trio.lowlevel import (
     cancel_shielded_checkpoint,
     checkpoint_if_cancelled,
-    in_trio_run,
-    notify_closing,
     wait_readable,
     wait_writable,
 )
+
+from .fast_stream import close_waking_waiters
 
 DATAGRAMS_PER_YIELD = 16
 """Datagrams a socket may hand out in a row, each without a scheduler pass, before it yields
@@ -106,7 +106,4 @@ class FastDatagramSocket:
 
     def close(self) -> None:
         """Close the socket; a task waiting on it gets ``ClosedResourceError`` from Trio."""
-        if self.socket.fileno() != -1:
-            if in_trio_run():  # outside a run no task can be waiting on it
-                notify_closing(self.socket)
-            self.socket.close()
+        close_waking_waiters(self.socket)

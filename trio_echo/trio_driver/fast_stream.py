@@ -321,10 +321,19 @@ class FastSocketListener(trio.abc.Listener[FastSocketStream]):
 
     async def aclose(self) -> None:
         """Stop listening."""
-        if self.socket.fileno() != -1:
-            notify_closing(self.socket)
-            self.socket.close()
+        close_waking_waiters(self.socket)
         await checkpoint()
+
+
+def close_waking_waiters(sock: socket.socket) -> None:
+    """Close *sock* (if still open), first waking any task waiting on it through Trio.
+
+    Outside a Trio run no task can be waiting, and Trio cannot be told.
+    """
+    if sock.fileno() != -1:
+        if in_trio_run():
+            notify_closing(sock)
+        sock.close()
 
 
 def set_nodelay(sock: socket.socket) -> bool:
