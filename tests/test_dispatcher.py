@@ -366,8 +366,12 @@ async def test_any_exception_of_one_connection_ends_that_connection_only() -> No
 async def test_a_round_that_fails_as_a_whole_is_retried(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """epoll_wait running out of memory once costs a pause and a log line, not the run."""
+    """epoll_wait running out of memory once costs a pause and a log line, not the run.
+
+    A second, quiet connection is served alongside: with one alone the set is
+    not polled at all (see the next test)."""
     stream, peer = relayed_pair()
+    quiet, quiet_peer = relayed_pair()
     dispatcher = current_dispatcher()
     real_poll = dispatcher._epoll.poll
     failures = [MemoryError("epoll_wait")]
@@ -378,15 +382,59 @@ async def test_a_round_that_fails_as_a_whole_is_retried(
         return real_poll(*args)  # type: ignore[arg-type]
 
     monkeypatch.setattr(dispatcher, "_epoll", _EpollWith(dispatcher._epoll, poll_failing_once))
-    with trio.fail_after(5), peer:
-        async with stream:
+    with trio.fail_after(5), peer, quiet_peer:
+        async with stream, quiet, trio.open_nursery() as nursery:
+            nursery.start_soon(relay, quiet, FakeConversation())
+            await trio.testing.wait_all_tasks_blocked()
             peer.send(b"ping")
             peer.shutdown(socket.SHUT_WR)
             assert await relay(stream, FakeConversation()) == b""
             assert await receive_exactly(peer, 4) == b"ping"
+            nursery.cancel_scope.cancel()
     assert "dispatcher round failed, retrying: internal error: MemoryError: epoll_wait" in (
         caplog.text
     )
+
+
+async def test_a_lone_connection_is_served_without_polling_the_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With one connection served, its readiness is what woke the set: no epoll_wait of ours.
+
+    With two served, the set is polled again, and both are answered."""
+    dispatcher = current_dispatcher()
+    real_poll = dispatcher._epoll.poll
+    polls: list[int] = []
+
+    def counted_poll(*args: object) -> list[tuple[int, int]]:
+        polls.append(1)
+        return real_poll(*args)  # type: ignore[arg-type]
+
+    async def echoed(stream: FastSocketStream, peer: socket.socket, data: bytes) -> None:
+        peer.send(data)
+        peer.shutdown(socket.SHUT_WR)
+        assert await relay(stream, FakeConversation()) == b""
+        assert await receive_exactly(peer, len(data)) == data
+
+    async def waiting(stream: FastSocketStream) -> None:
+        assert await relay(stream, FakeConversation()) == b""
+
+    monkeypatch.setattr(dispatcher, "_epoll", _EpollWith(dispatcher._epoll, counted_poll))
+    (lone, lone_peer), (quiet, quiet_peer), (second, second_peer) = (
+        relayed_pair() for _ in range(3)
+    )
+    with trio.fail_after(5), lone_peer, quiet_peer, second_peer:
+        async with lone, quiet, second:
+            await echoed(lone, lone_peer, b"ping")
+            assert polls == []
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(waiting, quiet)
+                await trio.testing.wait_all_tasks_blocked()
+                await echoed(second, second_peer, b"ping")
+                assert polls != []
+                quiet_peer.send(b"pong")
+                quiet_peer.shutdown(socket.SHUT_WR)
+            assert await receive_exactly(quiet_peer, 4) == b"pong"
 
 
 class _EpollWith:

@@ -411,7 +411,16 @@ class Dispatcher:
         :data:`TURNS_BEFORE_YIELD`; a lone ready connection is most likely a
         peer waiting for the very reply it is given, and a second poll would
         find nothing.
+
+        With a single connection served, its being ready is all that can
+        have woken the set, so it is served without a poll: one system call
+        fewer per round trip. A stale wake costs one refused read, and the
+        set's readiness is recomputed by the kernel as Trio waits on it again.
         """
+        served = self._served
+        if len(served) == 1:
+            self._serve_round([(next(iter(served)), 0)], clock.current_time())
+            return
         budget = TURNS_BEFORE_YIELD
         while True:
             ready = self._epoll.poll(0, budget)
