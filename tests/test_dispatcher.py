@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import functools
 import math
+import select
 import socket
 import struct
 import weakref
@@ -372,16 +373,13 @@ async def test_a_round_that_fails_as_a_whole_is_retried(
     not polled at all (see the next test)."""
     stream, peer = relayed_pair()
     quiet, quiet_peer = relayed_pair()
-    dispatcher = current_dispatcher()
-    real_poll = dispatcher._epoll.poll
     failures = [MemoryError("epoll_wait")]
 
-    def poll_failing_once(*args: object) -> list[tuple[int, int]]:
+    def fail_once() -> None:
         if failures:
             raise failures.pop()
-        return real_poll(*args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(dispatcher, "_epoll", _EpollWith(dispatcher._epoll, poll_failing_once))
+    watch_polls(monkeypatch, fail_once)
     with trio.fail_after(5), peer, quiet_peer:
         async with stream, quiet, trio.open_nursery() as nursery:
             nursery.start_soon(relay, quiet, FakeConversation())
@@ -402,13 +400,8 @@ async def test_a_lone_connection_is_served_without_polling_the_set(
     """With one connection served, its readiness is what woke the set: no epoll_wait of ours.
 
     With two served, the set is polled again, and both are answered."""
-    dispatcher = current_dispatcher()
-    real_poll = dispatcher._epoll.poll
-    polls: list[int] = []
-
-    def counted_poll(*args: object) -> list[tuple[int, int]]:
-        polls.append(1)
-        return real_poll(*args)  # type: ignore[arg-type]
+    polls: list[None] = []
+    watch_polls(monkeypatch, lambda: polls.append(None))
 
     async def echoed(stream: FastSocketStream, peer: socket.socket, data: bytes) -> None:
         peer.send(data)
@@ -419,10 +412,9 @@ async def test_a_lone_connection_is_served_without_polling_the_set(
     async def waiting(stream: FastSocketStream) -> None:
         assert await relay(stream, FakeConversation()) == b""
 
-    monkeypatch.setattr(dispatcher, "_epoll", _EpollWith(dispatcher._epoll, counted_poll))
-    (lone, lone_peer), (quiet, quiet_peer), (second, second_peer) = (
-        relayed_pair() for _ in range(3)
-    )
+    lone, lone_peer = relayed_pair()
+    quiet, quiet_peer = relayed_pair()
+    second, second_peer = relayed_pair()
     with trio.fail_after(5), lone_peer, quiet_peer, second_peer:
         async with lone, quiet, second:
             await echoed(lone, lone_peer, b"ping")
@@ -437,12 +429,25 @@ async def test_a_lone_connection_is_served_without_polling_the_set(
             assert await receive_exactly(quiet_peer, 4) == b"pong"
 
 
-class _EpollWith:
-    """An epoll object whose poll() is replaced, everything else delegated."""
+def watch_polls(monkeypatch: pytest.MonkeyPatch, before_poll: Callable[[], None]) -> None:
+    """Have the run's dispatcher call *before_poll* ahead of every poll of its set.
 
-    def __init__(self, epoll: object, poll: Callable[..., list[tuple[int, int]]]) -> None:
+    What *before_poll* raises is raised from the poll, as epoll_wait's own errors are.
+    """
+    dispatcher = current_dispatcher()
+    monkeypatch.setattr(dispatcher, "_epoll", _EpollWatched(dispatcher._epoll, before_poll))
+
+
+class _EpollWatched:
+    """An epoll object whose poll() first calls a hook; everything else delegated."""
+
+    def __init__(self, epoll: select.epoll, before_poll: Callable[[], None]) -> None:
         self._epoll = epoll
-        self.poll = poll
+        self._before_poll = before_poll
+
+    def poll(self, timeout: float | None = None, maxevents: int = -1) -> list[tuple[int, int]]:
+        self._before_poll()
+        return self._epoll.poll(timeout, maxevents)
 
     def __getattr__(self, name: str) -> object:
         return getattr(self._epoll, name)
